@@ -1,0 +1,172 @@
+//! Moving frames over a byte stream.
+//!
+//! [`FrameReader`] turns the read half of a connection into a sequence of
+//! [`Frame`]s; [`write_frames`] drains a queue of encoded frames into the
+//! write half, writing whatever is ready in one batch instead of one system
+//! call per frame. Frames reach the writer through an [`Outbox`]. Host and
+//! worker use the same pieces.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::codec::Decoder;
+
+use crate::codec::FrameCodec;
+use crate::error::CodecError;
+use crate::protocol::Frame;
+
+/// Initial read buffer size; grows to fit the largest frame seen.
+const READ_BUFFER: usize = 8 * 1024;
+/// Most frames taken from the queue for one write.
+const WRITE_BATCH: usize = 256;
+
+/// Reads frames from a stream.
+pub struct FrameReader<R> {
+    reader: R,
+    buffer: BytesMut,
+    codec: FrameCodec,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps `reader`, accepting frames up to the codec's limit.
+    pub fn new(reader: R, codec: FrameCodec) -> Self {
+        Self {
+            reader,
+            buffer: BytesMut::with_capacity(READ_BUFFER),
+            codec,
+        }
+    }
+
+    /// The codec, e.g. to raise the frame limit after a handshake.
+    pub fn codec_mut(&mut self) -> &mut FrameCodec {
+        &mut self.codec
+    }
+
+    /// The next frame; `Ok(None)` when the peer closed the stream cleanly
+    /// between frames. A stream that ends inside a frame is
+    /// [`CodecError::Truncated`].
+    ///
+    /// Cancel safe: a frame is never half-consumed by a dropped call.
+    pub async fn next(&mut self) -> Result<Option<Frame>, CodecError> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buffer)? {
+                return Ok(Some(frame));
+            }
+            if self.buffer.capacity() == self.buffer.len() {
+                self.buffer.reserve(READ_BUFFER);
+            }
+            if self.reader.read_buf(&mut self.buffer).await? == 0 {
+                return match self.buffer.len() {
+                    0 => Ok(None),
+                    buffered => Err(CodecError::Truncated { buffered }),
+                };
+            }
+        }
+    }
+}
+
+/// Where a connection's outgoing frames wait for the writer task.
+///
+/// Cheap to clone; every clone feeds the same [`write_frames`] task. Besides
+/// queueing, it counts frames not yet written so that a side about to stop
+/// can wait until what it queued is on the wire ([`Outbox::flushed`]).
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    queue: mpsc::UnboundedSender<Bytes>,
+    unwritten: Arc<Unwritten>,
+}
+
+/// The writer's end of an [`Outbox`].
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    queue: mpsc::UnboundedReceiver<Bytes>,
+    unwritten: Arc<Unwritten>,
+}
+
+#[derive(Debug, Default)]
+struct Unwritten {
+    count: AtomicUsize,
+    writer_gone: AtomicBool,
+    changed: Notify,
+}
+
+impl Outbox {
+    /// A new outbox and the receiver to hand to [`write_frames`].
+    pub fn channel() -> (Self, OutboxReceiver) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let unwritten = Arc::new(Unwritten::default());
+        (
+            Self {
+                queue,
+                unwritten: Arc::clone(&unwritten),
+            },
+            OutboxReceiver {
+                queue: receiver,
+                unwritten,
+            },
+        )
+    }
+
+    /// Queues an encoded frame. Fails (giving the frame back) when the writer
+    /// has stopped.
+    pub fn send(&self, frame: Bytes) -> Result<(), Bytes> {
+        self.unwritten.count.fetch_add(1, Ordering::AcqRel);
+        self.queue.send(frame).map_err(|e| {
+            self.unwritten.count.fetch_sub(1, Ordering::AcqRel);
+            e.0
+        })
+    }
+
+    /// Resolves once every frame queued so far has been written, or the
+    /// writer has stopped.
+    pub async fn flushed(&self) {
+        loop {
+            let changed = self.unwritten.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.unwritten.count.load(Ordering::Acquire) == 0
+                || self.unwritten.writer_gone.load(Ordering::Acquire)
+            {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Writes every encoded frame that arrives in the outbox to `writer` until
+/// all senders are gone, then shuts the write side down. Frames that are
+/// ready together go out in one write.
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    mut outbox: OutboxReceiver,
+    mut writer: W,
+) -> std::io::Result<()> {
+    let unwritten = Arc::clone(&outbox.unwritten);
+    let result = async {
+        let mut ready = Vec::with_capacity(WRITE_BATCH);
+        let mut batch = BytesMut::new();
+        while outbox.queue.recv_many(&mut ready, WRITE_BATCH).await > 0 {
+            if let [single] = ready.as_slice() {
+                writer.write_all(single).await?;
+            } else {
+                batch.clear();
+                for frame in &ready {
+                    batch.extend_from_slice(frame);
+                }
+                writer.write_all(&batch).await?;
+            }
+            if unwritten.count.fetch_sub(ready.len(), Ordering::AcqRel) == ready.len() {
+                unwritten.changed.notify_waiters();
+            }
+            ready.clear();
+        }
+        writer.shutdown().await
+    }
+    .await;
+    unwritten.writer_gone.store(true, Ordering::Release);
+    unwritten.changed.notify_waiters();
+    result
+}

@@ -1,0 +1,28 @@
+//! Functionality that both `ipc2_host` and `ipc2_worker` need.
+//!
+//! As a user of ipc2 you rarely touch this crate directly: it is the contract
+//! between the two sides of a pool.
+//!
+//! - [`protocol`]: what travels on the wire (frame kinds, job ids, the
+//!   handshake) and the environment variables a host hands to its workers.
+//! - [`codec`]: how a frame is laid out in bytes and how messages are encoded
+//!   (bincode 1.3.3; the only module that knows the wire format).
+//! - [`connection`]: reading frames from and writing frames to a byte stream.
+//! - [`transport`]: the [`Server`] and [`Client`] traits, implemented for
+//!   tokio's `UnixListener` and `UnixStream`.
+//! - [`secret`]: the one-time secret a worker presents in its handshake.
+//! - [`error`]: the errors of all of the above.
+
+pub mod codec;
+pub mod connection;
+pub mod error;
+pub mod protocol;
+pub mod secret;
+pub mod transport;
+
+pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
+pub use connection::{FrameReader, Outbox};
+pub use error::CodecError;
+pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION};
+pub use secret::Secret;
+pub use transport::{Client, Connection, PeerCredentials, Server};

@@ -1,0 +1,94 @@
+//! How bytes get between host and worker: the [`Server`] and [`Client`]
+//! traits.
+//!
+//! The host is generic over a [`Server`] (it binds an address and accepts
+//! connections), the worker over a [`Client`] (it connects to that address).
+//! Both yield [`Connection`]s that split into a read and a write half, and may
+//! report who is on the other end. The default strategy, implemented here, is
+//! tokio's `UnixListener` / `UnixStream`.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{UnixListener, UnixStream, unix};
+
+/// Who is on the other end of a connection, as the operating system says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's process id, where the platform reports it.
+    pub pid: Option<u32>,
+}
+
+/// A bidirectional byte stream between host and worker.
+pub trait Connection: Send + Sized + 'static {
+    /// The read half.
+    type Reader: AsyncRead + Unpin + Send + 'static;
+    /// The write half.
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+
+    /// Splits the stream so reading and writing can happen in different tasks.
+    fn into_split(self) -> (Self::Reader, Self::Writer);
+
+    /// The peer's credentials, if the transport can tell. The host refuses
+    /// connections from other users, and from processes it did not spawn.
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        None
+    }
+}
+
+/// The host side of a transport: binds an address and accepts connections.
+pub trait Server: Send + Sync + Sized + 'static {
+    /// The connections it accepts.
+    type Connection: Connection;
+
+    /// Binds `address`. Must be called inside a tokio runtime.
+    fn bind(address: &Path) -> io::Result<Self>;
+
+    /// Waits for the next connection.
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
+}
+
+/// The worker side of a transport: connects to the host's address.
+pub trait Client: Connection {
+    /// Connects to `address`.
+    fn connect(address: &Path) -> impl Future<Output = io::Result<Self>> + Send;
+}
+
+impl Connection for UnixStream {
+    type Reader = unix::OwnedReadHalf;
+    type Writer = unix::OwnedWriteHalf;
+
+    fn into_split(self) -> (Self::Reader, Self::Writer) {
+        UnixStream::into_split(self)
+    }
+
+    fn peer_credentials(&self) -> Option<PeerCredentials> {
+        let cred = self.peer_cred().ok()?;
+        Some(PeerCredentials {
+            uid: cred.uid(),
+            pid: cred.pid().and_then(|pid| u32::try_from(pid).ok()),
+        })
+    }
+}
+
+impl Server for UnixListener {
+    type Connection = UnixStream;
+
+    fn bind(address: &Path) -> io::Result<Self> {
+        UnixListener::bind(address)
+    }
+
+    async fn accept(&self) -> io::Result<UnixStream> {
+        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+impl Client for UnixStream {
+    async fn connect(address: &Path) -> io::Result<Self> {
+        UnixStream::connect(address).await
+    }
+}

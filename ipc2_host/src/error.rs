@@ -1,0 +1,207 @@
+//! Every error a user of the host side can see.
+//!
+//! Each names what failed, which worker (slot and pid) where one is
+//! involved, and what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc2_common::CodecError;
+
+/// How a worker process ended, as far as the host could tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitInfo(pub Option<ExitStatus>);
+
+impl ExitInfo {
+    /// The exit code, if the worker exited normally.
+    pub fn code(&self) -> Option<i32> {
+        self.0.and_then(|status| status.code())
+    }
+
+    /// The signal that killed the worker, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        self.0.and_then(|status| status.signal())
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code(), self.signal()) {
+            (Some(code), _) => write!(f, "exited with code {code}"),
+            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
+            _ => f.write_str("exit status unknown"),
+        }
+    }
+}
+
+/// What went wrong with a `WorkerSet` or one of its jobs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given an unusable configuration.
+    #[error("invalid WorkerSet configuration: {0}")]
+    Config(&'static str),
+
+    /// The private directory for the socket could not be created.
+    #[error("could not create a private socket directory in {}: {source}", parent.display())]
+    SocketDir {
+        /// Where it was to be created.
+        parent: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The host's socket could not be bound.
+    #[error("could not bind the host socket at {}: {source}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The worker binary could not be started (missing, not executable, ...).
+    #[error(
+        "could not start worker binary {}: {source}; check that worker_path points to a built, \
+         executable file",
+        path.display()
+    )]
+    Spawn {
+        /// The worker binary.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A freshly spawned worker exited before passing its handshake.
+    #[error(
+        "worker {worker} (pid {pid}) {status} before connecting to the host; check its stderr, \
+         and that its main calls ipc2_worker::connect()"
+    )]
+    ExitedBeforeConnect {
+        /// Slot of the worker in the set (0-based, stable across restarts).
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitInfo,
+    },
+
+    /// A freshly spawned worker did not pass its handshake in time; it was
+    /// killed.
+    #[error(
+        "worker {worker} (pid {pid}) did not connect and pass the handshake within {timeout:?}; \
+         it was killed. Check that its main calls ipc2_worker::connect(), or raise \
+         connect_timeout"
+    )]
+    ConnectTimeout {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+
+    /// A connection presented this worker's secret but came from another
+    /// process; the worker was killed.
+    #[error(
+        "a connection presented the secret of worker {worker} (pid {pid}) but came from pid \
+         {claimed}; the worker was killed as compromised"
+    )]
+    HandshakeMismatch {
+        /// Slot of the worker.
+        worker: usize,
+        /// The process the host spawned.
+        pid: u32,
+        /// The process that connected.
+        claimed: u32,
+    },
+
+    /// The worker running this job died before answering. The job may have
+    /// partly run. The worker is being replaced.
+    #[error(
+        "worker {worker} (pid {pid}) {status} while running this job; the job may have partly \
+         run. The pool is replacing the worker"
+    )]
+    WorkerDied {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitInfo,
+    },
+
+    /// The worker broke the protocol (malformed or unexpected frame). It can
+    /// no longer be trusted: it was killed and is being replaced.
+    #[error(
+        "worker {worker} (pid {pid}) broke the ipc2 protocol ({source}); it was killed and is \
+         being replaced"
+    )]
+    Protocol {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// What was wrong with what it sent (shared by every job it held).
+        #[source]
+        source: Arc<CodecError>,
+    },
+
+    /// The worker dropped the job's reply sender without replying.
+    #[error(
+        "worker {worker} (pid {pid}) dropped this job's reply sender without replying; make the \
+         worker answer every Job::Bidirectional with tx.send(..)"
+    )]
+    NoReply {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+    },
+
+    /// The worker library could not handle the job (it could not decode the
+    /// job, or could not encode the reply).
+    #[error("worker {worker} (pid {pid}) could not handle this job: {reason}")]
+    JobFailed {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// What the worker reported.
+        reason: String,
+    },
+
+    /// The job could not be encoded (or is larger than the frame limit). It
+    /// was never sent.
+    #[error("could not encode the job; it was not sent: {0}")]
+    Encode(#[source] CodecError),
+
+    /// The reply arrived but could not be decoded into the expected type.
+    #[error(
+        "the reply from worker {worker} (pid {pid}) could not be decoded: {source}; do the host \
+         and the worker binary use the same message types?"
+    )]
+    Decode {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The decoder's error.
+        #[source]
+        source: CodecError,
+    },
+
+    /// The set is gone or shutting down; the job was not (or no longer) run.
+    #[error("the WorkerSet has been shut down; no more jobs are accepted")]
+    Closed,
+}

@@ -1,0 +1,42 @@
+//! Host side of ipc2: spawn worker processes, keep them alive, and send them
+//! typed jobs.
+//!
+//! ```no_run
+//! use ipc2_host::workerset::WorkerSet;
+//! use tokio::net::UnixListener;
+//!
+//! # #[derive(serde::Serialize)] enum HostMessage { Add(u32, u32) }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let workers: WorkerSet<UnixListener, u32, HostMessage> = WorkerSet::builder()
+//!     .worker_count(4)
+//!     .worker_path("./target/debug/worker_test")
+//!     .finish()
+//!     .await?;
+//! let sum: u32 = workers.send(HostMessage::Add(6, 7)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Where things happen:
+//! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
+//! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - [`dispatch`]: where a job waits for a worker, and how replies find
+//!   their caller.
+//! - [`supervisor`]: the life of one worker slot: spawn, handshake, serve,
+//!   exit, restart.
+//! - [`spawner`]: the thread that forks workers (so they die with the host).
+//! - [`gate`]: the socket's accept loop and the handshake check.
+//! - [`socket_dir`]: the private directory the socket lives in.
+//! - [`error`]: every error a caller can see.
+
+pub mod builder;
+pub mod dispatch;
+pub mod error;
+pub mod gate;
+pub mod socket_dir;
+pub mod spawner;
+pub mod supervisor;
+pub mod workerset;
+
+pub use builder::WorkerSetBuilder;
+pub use error::{Error, ExitInfo};
+pub use workerset::WorkerSet;

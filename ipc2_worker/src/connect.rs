@@ -1,0 +1,103 @@
+//! Joining the host: read the environment the host prepared, connect to its
+//! socket and pass the handshake.
+//!
+//! A host that spawns a worker puts three variables in its environment: the
+//! socket's path, a one-time secret, and the maximum frame length. The worker
+//! connects, sends a `Hello` frame (protocol version, its pid, the secret)
+//! and waits for the host's `Welcome`; only then do jobs flow.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipc2_common::codec::encode_frame;
+use ipc2_common::connection::write_frames;
+use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::{
+    Client, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
+    PROTOCOL_VERSION, Secret,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::ConnectError;
+use crate::receiver::{BoxedReader, Receiver};
+
+/// How long a worker waits for the host to answer its handshake.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the host that spawned this process and returns the receiver
+/// of its jobs.
+///
+/// Type parameters: `C` is the transport (`tokio::net::UnixStream` by
+/// default strategy), `In` the host→worker message, `Out` the worker→host
+/// reply. Must be called inside a tokio runtime; the connection's writer runs
+/// as a task on it.
+///
+/// Fails with [`ConnectError::NotUnderHost`] when the process was not started
+/// by a `WorkerSet`.
+pub async fn connect<C, In, Out>() -> Result<Receiver<In, Out>, ConnectError>
+where
+    C: Client,
+    In: DeserializeOwned + Send + 'static,
+    Out: Serialize + Send + 'static,
+{
+    let address = PathBuf::from(env_var(ENV_SOCKET)?);
+    let secret_value = env_var(ENV_SECRET)?;
+    let secret = secret_value
+        .to_str()
+        .and_then(Secret::from_hex)
+        .ok_or_else(|| ConnectError::BadEnvironment {
+            variable: ENV_SECRET,
+            value: secret_value.clone(),
+            reason: "expected 64 hexadecimal digits",
+        })?;
+    let max_frame_length = match std::env::var_os(ENV_MAX_FRAME_LENGTH) {
+        None => DEFAULT_MAX_FRAME_LENGTH,
+        Some(value) => value
+            .to_str()
+            .and_then(|text| text.parse::<usize>().ok())
+            .ok_or_else(|| ConnectError::BadEnvironment {
+                variable: ENV_MAX_FRAME_LENGTH,
+                value: value.clone(),
+                reason: "expected a whole number of bytes",
+            })?,
+    };
+
+    let connection = C::connect(&address)
+        .await
+        .map_err(|source| ConnectError::Connect {
+            address: address.clone(),
+            source,
+        })?;
+    let (reader, mut writer) = connection.into_split();
+
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        secret: *secret.as_bytes(),
+    };
+    let frame = encode_frame(FrameKind::Hello, 0, &hello, max_frame_length)?;
+    writer
+        .write_all(&frame)
+        .await
+        .map_err(ipc2_common::CodecError::from)?;
+
+    let reader: BoxedReader = Box::new(reader);
+    let mut reader = FrameReader::new(reader, FrameCodec::new(max_frame_length));
+    match tokio::time::timeout(WELCOME_TIMEOUT, reader.next()).await {
+        Err(_) => return Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
+        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Welcome => {}
+        Ok(Ok(_)) => return Err(ConnectError::Refused),
+        Ok(Err(error)) => return Err(ConnectError::Handshake(error)),
+    }
+
+    let (outbox, outgoing) = Outbox::channel();
+    tokio::spawn(write_frames(outgoing, writer));
+    Ok(Receiver::new(reader, outbox, max_frame_length))
+}
+
+fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {
+    std::env::var_os(variable).ok_or(ConnectError::NotUnderHost { variable })
+}

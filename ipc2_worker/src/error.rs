@@ -1,0 +1,65 @@
+//! Errors a worker can meet: connecting to its host, and replying.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use ipc2_common::CodecError;
+
+/// Why [`connect`](crate::connect()) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The environment a host gives its workers is missing: this process was
+    /// not started by an ipc2 `WorkerSet`.
+    #[error(
+        "environment variable {variable} is not set: this binary is an ipc2 worker and must be \
+         started by an ipc2_host WorkerSet, not by hand"
+    )]
+    NotUnderHost {
+        /// The variable that was missing.
+        variable: &'static str,
+    },
+    /// The host's environment variable is present but unusable.
+    #[error("environment variable {variable} holds {value:?}, which is not valid: {reason}")]
+    BadEnvironment {
+        /// The variable.
+        variable: &'static str,
+        /// What it held.
+        value: OsString,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The host's socket could not be reached.
+    #[error("could not connect to the host's socket at {}: {source}", address.display())]
+    Connect {
+        /// The socket address.
+        address: PathBuf,
+        /// The transport's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The handshake could not be sent or its answer not read.
+    #[error("handshake with the host failed: {0}")]
+    Handshake(#[from] CodecError),
+    /// The host closed the connection instead of welcoming this worker
+    /// (wrong secret, handshake too late, or the pool is shutting down).
+    #[error(
+        "the host refused this worker's handshake (secret not accepted, deadline passed, or the \
+         pool is shutting down)"
+    )]
+    Refused,
+    /// The host did not answer the handshake in time.
+    #[error("the host did not answer the handshake within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// Why [`ReplySender::send`](crate::ReplySender::send) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// The reply could not be encoded (or is larger than the frame limit);
+    /// the host's caller receives an error instead.
+    #[error("the reply could not be encoded: {0}")]
+    Encode(#[source] CodecError),
+    /// The connection to the host is gone; nobody will read the reply.
+    #[error("the connection to the host is closed; the reply was not delivered")]
+    Disconnected,
+}

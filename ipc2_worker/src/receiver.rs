@@ -1,0 +1,99 @@
+//! Where a worker's jobs arrive.
+//!
+//! [`Receiver::recv`] reads the next frame from the host, decodes it into the
+//! worker's message type and hands it out as a [`Job`]. A job that cannot be
+//! decoded is answered with an error frame on the spot (the host's caller
+//! learns why) and `recv` moves on to the next one.
+
+use std::marker::PhantomData;
+
+use ipc2_common::codec::decode_message;
+use ipc2_common::{CodecError, FrameKind, FrameReader, Outbox};
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncRead;
+
+use crate::job::{Job, ReplySender, send_raw};
+
+pub(crate) type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Yields the jobs the host sends to this worker.
+pub struct Receiver<In, Out> {
+    reader: FrameReader<BoxedReader>,
+    outbox: Outbox,
+    max_frame_length: usize,
+    finished: bool,
+    error: Option<CodecError>,
+    _messages: PhantomData<fn() -> (In, Out)>,
+}
+
+impl<In: DeserializeOwned, Out> Receiver<In, Out> {
+    pub(crate) fn new(
+        reader: FrameReader<BoxedReader>,
+        outbox: Outbox,
+        max_frame_length: usize,
+    ) -> Self {
+        Self {
+            reader,
+            outbox,
+            max_frame_length,
+            finished: false,
+            error: None,
+            _messages: PhantomData,
+        }
+    }
+
+    /// The next job, or `None` once the host has closed the connection or
+    /// asked this worker to shut down. Before returning `None` it waits until
+    /// every reply sent so far has been written to the host.
+    ///
+    /// Cancel safe: dropping the future loses no job.
+    pub async fn recv(&mut self) -> Option<Job<In, Out>> {
+        while !self.finished {
+            let frame = match self.reader.next().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    self.error = Some(error);
+                    break;
+                }
+            };
+            match frame.kind {
+                FrameKind::Job | FrameKind::OneWayJob => {
+                    let data = match decode_message::<In>(&frame.payload) {
+                        Ok(data) => data,
+                        Err(error) => {
+                            let message = format!("the worker could not decode the job: {error}");
+                            send_raw(
+                                &self.outbox,
+                                FrameKind::JobFailed,
+                                frame.id,
+                                message.as_bytes(),
+                            );
+                            continue;
+                        }
+                    };
+                    if frame.kind == FrameKind::OneWayJob {
+                        send_raw(&self.outbox, FrameKind::Ack, frame.id, &[]);
+                        return Some(Job::Unidirectional { data });
+                    }
+                    let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length);
+                    return Some(Job::Bidirectional { data, tx });
+                }
+                FrameKind::Shutdown => break,
+                other => {
+                    self.error = Some(CodecError::UnexpectedKind(other as u8));
+                    break;
+                }
+            }
+        }
+        self.finished = true;
+        self.outbox.flushed().await;
+        None
+    }
+
+    /// Why the stream of jobs ended, if it ended because of an error rather
+    /// than a clean close or shutdown request from the host.
+    pub fn error(&self) -> Option<&CodecError> {
+        self.error.as_ref()
+    }
+}

@@ -1,0 +1,37 @@
+//! Messages for `behaviour_worker`: a worker that does what the test asks,
+//! including the things a worker should not do.
+
+use serde::{Deserialize, Serialize};
+
+/// What the behaviour worker is asked to do.
+#[derive(Debug, Deserialize, Serialize)]
+pub enum Request {
+    /// Add two numbers and reply with [`Response::Sum`].
+    Add(u32, u32),
+    /// Reply with the same bytes.
+    Echo(Vec<u8>),
+    /// Sleep this many milliseconds (without blocking the runtime), then
+    /// reply [`Response::Slept`] with the worker's pid.
+    Sleep(u64),
+    /// Reply with the worker's pid.
+    Pid,
+    /// Exit the process at once with this code, without replying.
+    Exit(i32),
+    /// Abort the process (SIGABRT) without replying.
+    Abort,
+    /// Drop the reply sender without replying.
+    DropReply,
+}
+
+/// What the behaviour worker answers.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Response {
+    /// The sum.
+    Sum(u32),
+    /// The echoed bytes.
+    Echo(Vec<u8>),
+    /// Done sleeping; the pid of the worker that slept.
+    Slept(u32),
+    /// The worker's pid.
+    Pid(u32),
+}

@@ -1,0 +1,79 @@
+//! Locating the binaries the tests and examples run.
+//!
+//! Integration tests of the root package cannot name another package's
+//! binaries with `CARGO_BIN_EXE_*`, and `cargo test` does not build them, so
+//! the first call here runs `cargo build` for the `worker_test` package (a
+//! no-op when it is up to date) into the same target directory and profile
+//! as the running executable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Path of a binary of the `worker_test` package (`worker_test`,
+/// `behaviour_worker`, `rogue_worker`, `pool_holder`), built if needed.
+///
+/// Panics with cargo's output if the build fails: this is test support.
+pub fn worker_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let profile_dir = profile_dir();
+    let built = BUILT.get_or_init(|| build(&profile_dir, &["-p", "worker_test", "--bins"]));
+    if let Err(message) = built {
+        panic!("could not build the worker_test binaries: {message}");
+    }
+    profile_dir.join(name)
+}
+
+/// Path of an example of the root `ipc2` package, built if needed.
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let profile_dir = profile_dir();
+    let built = BUILT.get_or_init(|| build(&profile_dir, &["-p", "ipc2", "--examples"]));
+    if let Err(message) = built {
+        panic!("could not build the ipc2 examples: {message}");
+    }
+    profile_dir.join("examples").join(name)
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `target/<profile>` of the running executable: its own directory for a
+/// binary, the parent of `deps/` or `examples/` for a test or an example.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable has a path");
+    let dir = exe.parent().expect("an executable lives in a directory");
+    match dir.file_name().and_then(|name| name.to_str()) {
+        Some("deps" | "examples") => dir.parent().unwrap_or(dir).to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+fn build(profile_dir: &Path, selection: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .args(["build", "--quiet"])
+        .args(selection);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        command.arg("--release");
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
+    let output = command.output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}

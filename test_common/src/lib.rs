@@ -1,0 +1,35 @@
+//! Shared pieces for ipc2's tests, examples and test workers.
+//!
+//! - [`HostMessage`] / [`WorkerMessage`]: the seed's message types, exactly.
+//! - [`behaviour`]: requests that make the test worker misbehave on purpose
+//!   (sleep, crash, drop the reply, ...).
+//! - [`binaries`]: finds (and builds if needed) the worker binaries.
+//! - [`process`]: bounded waits on processes and paths, via `/proc`.
+//! - [`pools`]: ready-made pools of the test workers, and a time bound for
+//!   async test bodies.
+
+pub mod behaviour;
+pub mod binaries;
+pub mod pools;
+pub mod process;
+
+use serde::{Deserialize, Serialize};
+
+/// The seed's host → worker message. The seed's worker matches it
+/// exhaustively, so it has exactly these two variants.
+#[derive(Deserialize, Serialize)]
+pub enum HostMessage {
+    /// Add the two numbers.
+    Add(u32, u32),
+    /// Subtract the second number from the first.
+    Sub(u32, u32),
+}
+
+/// A worker → host message, imported by the seed's worker example.
+#[derive(Deserialize, Serialize)]
+pub enum WorkerMessage {
+    /// A computed value.
+    Value(u32),
+    /// A failure, described.
+    Failed(String),
+}

@@ -1,0 +1,59 @@
+//! Ready-made pools for tests, and a time bound for test bodies.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ipc2_host::workerset::WorkerSet;
+use tokio::net::UnixListener;
+
+use crate::HostMessage;
+use crate::behaviour::{Request, Response};
+use crate::binaries::worker_binary;
+
+/// A pool of the seed's worker.
+pub type SeedPool = WorkerSet<UnixListener, u32, HostMessage>;
+/// A pool of `behaviour_worker`.
+pub type BehaviourPool = WorkerSet<UnixListener, Response, Request>;
+
+/// Starts `count` seed workers.
+pub async fn seed_pool(count: usize) -> SeedPool {
+    WorkerSet::builder()
+        .worker_count(count)
+        .worker_path(worker_binary("worker_test"))
+        .finish()
+        .await
+        .expect("seed pool starts")
+}
+
+/// Starts `count` behaviour workers.
+pub async fn behaviour_pool(count: usize) -> BehaviourPool {
+    WorkerSet::builder()
+        .worker_count(count)
+        .worker_path(worker_binary("behaviour_worker"))
+        .finish()
+        .await
+        .expect("behaviour pool starts")
+}
+
+/// Runs `body`, failing the test if it takes longer than `seconds`.
+pub async fn within<F: Future>(seconds: u64, body: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(seconds), body).await {
+        Ok(output) => output,
+        Err(_) => panic!("test body did not finish within {seconds} s"),
+    }
+}
+
+/// Polls `condition` every 10 ms without blocking the runtime, until it
+/// holds or `timeout` passes; returns whether it held.
+pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
