@@ -296,3 +296,40 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn reply_to_an_abandoned_job_is_discarded() {
+    within(30, async {
+        let workers = behaviour_pool(1).await;
+        {
+            let mut job = pin!(workers.send(Request::Sleep(200)));
+            poll_once(&mut job).await;
+        } // the caller gives up; the worker still answers later
+        for i in 0..5 {
+            assert_eq!(
+                workers.send(Request::Add(i, 10)).await.unwrap(),
+                Response::Sum(i + 10)
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queued_job_whose_caller_is_gone_is_never_sent() {
+    within(30, async {
+        let workers = behaviour_pool(1).await;
+        let pid = pid_of(&workers).await;
+        let mut busy = pin!(workers.send(Request::Sleep(300)));
+        poll_once(&mut busy).await;
+        {
+            // Queued behind the sleeper, then abandoned: had it been sent,
+            // it would have killed the worker.
+            let mut fatal = pin!(workers.send(Request::Exit(9)));
+            poll_once(&mut fatal).await;
+        }
+        assert!(matches!(busy.await.unwrap(), Response::Slept(p) if p == pid));
+        assert_eq!(pid_of(&workers).await, pid);
+    })
+    .await;
+}

@@ -40,7 +40,7 @@ impl fmt::Display for ExitInfo {
 }
 
 /// What went wrong with a `WorkerSet` or one of its jobs.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The builder was given an unusable configuration.
@@ -204,4 +204,12 @@ pub enum Error {
     /// The set is gone or shutting down; the job was not (or no longer) run.
     #[error("the WorkerSet has been shut down; no more jobs are accepted")]
     Closed,
+}
+
+/// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which
+/// prints errors with `Debug`, prints something a person can act on.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ipc2_common::CodecError;
 
 /// Why [`connect`](crate::connect()) failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConnectError {
     /// The environment a host gives its workers is missing: this process was
     /// not started by an ipc2 `WorkerSet`.
@@ -62,4 +62,12 @@ pub enum ReplyError {
     /// The connection to the host is gone; nobody will read the reply.
     #[error("the connection to the host is closed; the reply was not delivered")]
     Disconnected,
+}
+
+/// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which
+/// prints errors with `Debug`, prints something a person can act on.
+impl std::fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }

@@ -2,7 +2,7 @@
 //! line (`pids: 1 2 3`), then waits forever. Tests kill it with SIGKILL and
 //! check that its workers die with it.
 //!
-//! Usage: `pool_holder <path to behaviour_worker> [worker count]`.
+//! Usage: `pool_holder <path to behaviour_worker> [worker count] [socket parent dir]`.
 
 use std::io::Write;
 
@@ -17,11 +17,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: pool_holder <worker path> [count]")?;
     let count: usize = args.next().and_then(|arg| arg.parse().ok()).unwrap_or(2);
-    let workers: WorkerSet<UnixListener, Response, Request> = WorkerSet::builder()
-        .worker_count(count)
-        .worker_path(worker)
-        .finish()
-        .await?;
+    let mut builder = WorkerSet::builder().worker_count(count).worker_path(worker);
+    if let Some(parent) = args.next() {
+        builder = builder.socket_parent(parent);
+    }
+    let workers: WorkerSet<UnixListener, Response, Request> = builder.finish().await?;
     let pids: Vec<String> = workers.worker_pids().iter().map(u32::to_string).collect();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "socket: {}", workers.socket_path().display())?;
