@@ -9,6 +9,8 @@
 //! - [`common`] (`ipc2_common`): the wire protocol, the frame codec and the
 //!   `Server`/`Client` transport traits both sides share.
 
+#![warn(missing_docs)]
+
 pub use ipc2_common as common;
 pub use ipc2_host as host;
 pub use ipc2_worker as worker;

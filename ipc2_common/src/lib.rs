@@ -13,6 +13,8 @@
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
 //! - [`error`]: the errors of all of the above.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod connection;
 pub mod error;

@@ -18,13 +18,13 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 
 /// A worker's answer to a job, still encoded.
-pub struct Reply {
+pub(crate) struct Reply {
     /// Slot of the worker that answered.
-    pub worker: usize,
+    pub(crate) worker: usize,
     /// Its process id.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// The encoded reply (empty for one-way jobs).
-    pub payload: Bytes,
+    pub(crate) payload: Bytes,
 }
 
 /// The channel a job's caller waits on.

@@ -19,22 +19,25 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
-//! - [`dispatch`]: where a job waits for a worker, and how replies find
-//!   their caller.
-//! - [`supervisor`]: the life of one worker slot: spawn, handshake, serve,
-//!   exit, restart.
-//! - [`spawner`]: the thread that forks workers (so they die with the host).
-//! - [`gate`]: the socket's accept loop and the handshake check.
-//! - [`socket_dir`]: the private directory the socket lives in.
 //! - [`error`]: every error a caller can see.
+//! - `dispatch` (private): where a job waits for a worker, and how replies
+//!   find their caller.
+//! - `supervisor` (private): the life of one worker slot: spawn, handshake,
+//!   serve, exit, restart.
+//! - `spawner` (private): the thread that forks workers, so they die with
+//!   the host.
+//! - `gate` (private): the socket's accept loop and the handshake check.
+//! - `socket_dir` (private): the private directory the socket lives in.
+
+#![warn(missing_docs)]
 
 pub mod builder;
-pub mod dispatch;
+mod dispatch;
 pub mod error;
-pub mod gate;
-pub mod socket_dir;
-pub mod spawner;
-pub mod supervisor;
+mod gate;
+mod socket_dir;
+mod spawner;
+mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;

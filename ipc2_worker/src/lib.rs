@@ -26,6 +26,8 @@
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
 //! - [`error`]: what can go wrong.
 
+#![warn(missing_docs)]
+
 pub mod connect;
 pub mod error;
 pub mod job;

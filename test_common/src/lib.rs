@@ -8,6 +8,8 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 
+#![warn(missing_docs)]
+
 pub mod behaviour;
 pub mod binaries;
 pub mod pools;
