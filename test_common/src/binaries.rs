@@ -16,23 +16,25 @@ use std::sync::OnceLock;
 /// Panics with cargo's output if the build fails: this is test support.
 pub fn worker_binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let profile_dir = profile_dir();
-    let built = BUILT.get_or_init(|| build(&profile_dir, &["-p", "worker_test", "--bins"]));
-    if let Err(message) = built {
-        panic!("could not build the worker_test binaries: {message}");
-    }
-    profile_dir.join(name)
+    built_once(&BUILT, &["-p", "worker_test", "--bins"]).join(name)
 }
 
 /// Path of an example of the root `ipc2` package, built if needed.
 pub fn example_binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    built_once(&BUILT, &["-p", "ipc2", "--examples"])
+        .join("examples")
+        .join(name)
+}
+
+/// Runs `cargo build <selection>` the first time it is asked (per `once`),
+/// and returns the profile directory the results land in.
+fn built_once(once: &OnceLock<Result<(), String>>, selection: &[&str]) -> PathBuf {
     let profile_dir = profile_dir();
-    let built = BUILT.get_or_init(|| build(&profile_dir, &["-p", "ipc2", "--examples"]));
-    if let Err(message) = built {
-        panic!("could not build the ipc2 examples: {message}");
+    if let Err(message) = once.get_or_init(|| build(&profile_dir, selection)) {
+        panic!("`cargo build {}` failed: {message}", selection.join(" "));
     }
-    profile_dir.join("examples").join(name)
+    profile_dir
 }
 
 /// The workspace's root directory.

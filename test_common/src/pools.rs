@@ -4,6 +4,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use ipc2_host::workerset::WorkerSet;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
 
 use crate::HostMessage;
@@ -15,24 +17,31 @@ pub type SeedPool = WorkerSet<UnixListener, u32, HostMessage>;
 /// A pool of `behaviour_worker`.
 pub type BehaviourPool = WorkerSet<UnixListener, Response, Request>;
 
-/// Starts `count` seed workers.
-pub async fn seed_pool(count: usize) -> SeedPool {
-    WorkerSet::builder()
+/// Starts `count` workers of the `worker_test` package's binary `binary`.
+pub async fn pool<W, H>(binary: &str, count: usize) -> WorkerSet<UnixListener, W, H>
+where
+    W: DeserializeOwned + Send + 'static,
+    H: Serialize + Send + 'static,
+{
+    match WorkerSet::builder()
         .worker_count(count)
-        .worker_path(worker_binary("worker_test"))
+        .worker_path(worker_binary(binary))
         .finish()
         .await
-        .expect("seed pool starts")
+    {
+        Ok(workers) => workers,
+        Err(error) => panic!("a pool of {count} {binary} did not start: {error}"),
+    }
+}
+
+/// Starts `count` seed workers.
+pub async fn seed_pool(count: usize) -> SeedPool {
+    pool("worker_test", count).await
 }
 
 /// Starts `count` behaviour workers.
 pub async fn behaviour_pool(count: usize) -> BehaviourPool {
-    WorkerSet::builder()
-        .worker_count(count)
-        .worker_path(worker_binary("behaviour_worker"))
-        .finish()
-        .await
-        .expect("behaviour pool starts")
+    pool("behaviour_worker", count).await
 }
 
 /// Runs `body`, failing the test if it takes longer than `seconds`.
