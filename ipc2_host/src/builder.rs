@@ -16,6 +16,7 @@ use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::dispatch::Dispatch;
 use crate::error::Error;
@@ -29,6 +30,40 @@ use crate::workerset::{Inner, Shared, WorkerSet};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection has to send its handshake after connecting.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default restart limit: a slot gives up after more than this many failed
+/// starts within [`DEFAULT_RESTART_WINDOW`].
+pub const DEFAULT_MAX_RESTART_FAILURES: u32 = 5;
+/// Default window of the restart limit.
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Default first pause after a failed start; it doubles per failure.
+pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Default longest pause between failed starts.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// When a slot stops restarting, and how long it waits between tries.
+#[derive(Clone, Debug)]
+pub(crate) struct RestartPolicy {
+    pub(crate) max_failures: u32,
+    pub(crate) window: Duration,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl RestartPolicy {
+    /// Pause after the `failures`-th failure in the window: exponential, with
+    /// jitter of ±50% so that slots failing together do not retry together.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(20);
+        let base = self
+            .backoff_min
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max);
+        let mut random = [0u8; 2];
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        let factor = 0.5 + f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX);
+        base.mul_f64(factor)
+    }
+}
 
 /// Settings of a set, fixed at `finish()`.
 #[derive(Clone, Debug)]
@@ -41,6 +76,12 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) socket_parent: PathBuf,
+    pub(crate) job_timeout: Option<Duration>,
+    pub(crate) kill_on_timeout: bool,
+    pub(crate) max_attempts: u32,
+    pub(crate) max_jobs_per_worker: Option<u64>,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) capture_output: bool,
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -54,6 +95,12 @@ pub struct WorkerSetBuilder<S, W, H> {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     socket_parent: Option<PathBuf>,
+    job_timeout: Option<Duration>,
+    kill_on_timeout: bool,
+    max_attempts: u32,
+    max_jobs_per_worker: Option<u64>,
+    restart: RestartPolicy,
+    capture_output: bool,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
@@ -68,6 +115,17 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             socket_parent: None,
+            job_timeout: None,
+            kill_on_timeout: true,
+            max_attempts: 1,
+            max_jobs_per_worker: None,
+            restart: RestartPolicy {
+                max_failures: DEFAULT_MAX_RESTART_FAILURES,
+                window: DEFAULT_RESTART_WINDOW,
+                backoff_min: DEFAULT_BACKOFF_MIN,
+                backoff_max: DEFAULT_BACKOFF_MAX,
+            },
+            capture_output: false,
             _types: PhantomData,
         }
     }
@@ -139,6 +197,72 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// Deadline for every job, counted from when a worker takes it (time in
+    /// the queue does not count). A job past it fails with
+    /// [`Error::Timeout`], and its worker is killed and replaced (see
+    /// [`kill_on_timeout`](Self::kill_on_timeout)). Default: none. Override
+    /// per job with [`WorkerSet::send_timeout`].
+    pub fn job_timeout(mut self, timeout: Duration) -> Self {
+        self.job_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether a worker whose job timed out is killed and replaced (default
+    /// `true`: its state is unknown, and it may never finish). With `false`
+    /// the caller still gets [`Error::Timeout`] at the deadline, the worker
+    /// keeps running, and its late reply is discarded.
+    pub fn kill_on_timeout(mut self, kill: bool) -> Self {
+        self.kill_on_timeout = kill;
+        self
+    }
+
+    /// How many workers a job may be given to when the worker holding it
+    /// dies (default 1: at most once, the dead worker's jobs fail with
+    /// [`Error::WorkerDied`]). Above 1 jobs are retried on another worker
+    /// (at least once: make them idempotent); a job whose every worker died
+    /// fails with [`Error::RetriesExhausted`]. Jobs that time out, get an
+    /// answer, or meet a protocol violation are never retried.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Recycles each worker after it has been given this many jobs (like
+    /// gunicorn's `max_requests` or Python's `max_tasks_per_child`): it
+    /// finishes what it holds, is asked to exit (its `recv()` returns
+    /// `None`), and is replaced. No job is lost or failed by it. Default:
+    /// never.
+    pub fn max_jobs_per_worker(mut self, jobs: u64) -> Self {
+        self.max_jobs_per_worker = Some(jobs.max(1));
+        self
+    }
+
+    /// When a slot gives up: after more than `max_failures` failed starts
+    /// (or idle crashes, or protocol violations) within `window`. Crashes
+    /// while running a job do not count. Default: 5 within 60 s.
+    pub fn restart_limit(mut self, max_failures: u32, window: Duration) -> Self {
+        self.restart.max_failures = max_failures;
+        self.restart.window = window;
+        self
+    }
+
+    /// Pause after a failed start: `min` doubling per failure up to `max`,
+    /// each with ±50% jitter. Default: 50 ms to 5 s.
+    pub fn restart_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.restart.backoff_min = min;
+        self.restart.backoff_max = max.max(min);
+        self
+    }
+
+    /// Capture the workers' stdout and stderr line by line as `tracing`
+    /// events (target `ipc2::worker_output`, level INFO, fields `worker`,
+    /// `pid`, `stream`) instead of letting them inherit the host's.
+    /// Default: inherit.
+    pub fn capture_output(mut self, capture: bool) -> Self {
+        self.capture_output = capture;
+        self
+    }
+
     fn config(self) -> Result<Config, Error> {
         let worker_path = self
             .worker_path
@@ -161,6 +285,12 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             connect_timeout: self.connect_timeout,
             handshake_timeout: self.handshake_timeout,
             socket_parent: self.socket_parent.unwrap_or_else(std::env::temp_dir),
+            job_timeout: self.job_timeout,
+            kill_on_timeout: self.kill_on_timeout,
+            max_attempts: self.max_attempts,
+            max_jobs_per_worker: self.max_jobs_per_worker,
+            restart: self.restart,
+            capture_output: self.capture_output,
         })
     }
 }
@@ -194,7 +324,8 @@ where
         })?;
         let gate = Arc::new(Gate::new(config.handshake_timeout, config.max_frame_length));
         let shared = Arc::new(Shared {
-            dispatch: Dispatch::new(config.worker_count, 1),
+            dispatch: Dispatch::new(config.worker_count, 1, config.max_jobs_per_worker),
+            counters: Default::default(),
             gate: Arc::clone(&gate),
             spawner,
             socket_path,
@@ -202,16 +333,18 @@ where
             config,
         });
 
-        let mut tasks = vec![tokio::spawn(gate.run(listener)).abort_handle()];
+        let gate_task = tokio::spawn(gate.run(listener));
         let count = shared.config.worker_count;
         let (started, mut startups) = mpsc::channel(count);
-        for slot in 0..count {
-            let task = supervise(Arc::clone(&shared), slot, started.clone());
-            tasks.push(tokio::spawn(task).abort_handle());
-        }
+        let supervisors = (0..count)
+            .map(|slot| {
+                let task = supervise(Arc::clone(&shared), slot, started.clone());
+                tokio::spawn(task.instrument(tracing::info_span!("ipc2_worker_slot", slot)))
+            })
+            .collect();
         drop(started);
         // From here on, dropping `inner` tears everything down.
-        let inner = Inner::new(shared, tasks, socket_dir);
+        let inner = Inner::new(shared, gate_task, supervisors, socket_dir);
         for _ in 0..count {
             match startups.recv().await {
                 Some(Ok(())) => {}

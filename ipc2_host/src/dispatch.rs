@@ -1,21 +1,31 @@
 //! Where a job waits for a worker, and how a reply finds its caller.
 //!
 //! All routing state sits behind one short-held mutex (never held across an
-//! `.await`): the queue of jobs no worker has taken yet, and per live worker
-//! the jobs it holds. A job goes to the least-loaded worker with room; when a
-//! worker answers, its next job comes off the queue under the same lock.
+//! `.await`): the queue of jobs no worker has taken yet, and per worker slot
+//! its state, counters and, while it serves, the jobs it holds. A job goes
+//! to the least-loaded serving worker with room; when a worker answers, its
+//! next job comes off the queue under the same lock. A job's deadline starts
+//! when a worker takes it, not while it queues.
+//!
 //! Every job's caller waits on a oneshot channel, so a job is answered at
-//! most once, and a job whose sender is dropped (worker gone, set torn down)
-//! still resolves its caller.
+//! most once, and a job whose sender is dropped still resolves its caller.
+//! When no slot can serve (all are backing off after failed starts, or have
+//! been given up), jobs fail at once with [`Error::NoWorkers`] instead of
+//! queueing forever.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ipc2_common::Outbox;
-use tokio::sync::oneshot;
+use ipc2_common::codec::encode_raw_frame;
+use ipc2_common::protocol::FrameKind;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::stats::{WorkerState, WorkerStats};
 
 /// A worker's answer to a job, still encoded.
 pub(crate) struct Reply {
@@ -30,46 +40,112 @@ pub(crate) struct Reply {
 /// The channel a job's caller waits on.
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
 
-/// A job on its way to a worker: already encoded, with the caller's channel.
+/// A job on its way to a worker: already encoded (so it can be sent again
+/// after a worker death without re-encoding), with the caller's channel.
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) frame: Bytes,
     pub(crate) one_way: bool,
+    pub(crate) timeout: Option<Duration>,
+    /// Workers this job has been given to so far.
+    pub(crate) attempts: u32,
     pub(crate) reply: ReplyTx,
 }
 
 /// A job a worker holds.
 pub(crate) struct InFlight {
-    pub(crate) one_way: bool,
-    pub(crate) reply: ReplyTx,
+    pub(crate) job: Job,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// What the worker's supervisor should do after a job completed.
+pub(crate) struct Completed {
+    /// The job, or `None` for a job whose caller was already answered with a
+    /// timeout (its late reply is discarded).
+    pub(crate) job: Option<InFlight>,
+    /// The earliest deadline among the jobs the worker still holds.
+    pub(crate) next_deadline: Option<Instant>,
+    /// The worker reached `max_jobs_per_worker` and holds nothing: ask it to
+    /// exit.
+    pub(crate) retire: bool,
+}
+
+/// Where the whole set is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Taking jobs.
+    Open,
+    /// `shutdown` began: finishing what is queued and running, taking nothing new.
+    Draining,
+    /// Workers were told to exit; slots must not restart.
+    Stopping,
+    /// Torn down.
+    Closed,
 }
 
 struct LiveWorker {
-    pid: u32,
     outbox: Outbox,
     in_flight: HashMap<u64, InFlight>,
+    /// Jobs that timed out without the worker being killed: their callers
+    /// have their answer, but the worker is still busy with them.
+    abandoned: Vec<u64>,
+    /// Jobs given to this process so far.
+    given: u64,
+    /// In-flight jobs that carry a deadline.
+    with_deadline: usize,
+    /// Wakes the supervisor when a job with a deadline arrives.
+    wake: Arc<Notify>,
+    /// Cleared once the worker is doomed (dead, killed, retiring for good):
+    /// no new job is routed to it, though its answers are still read.
+    accepting: bool,
 }
 
-#[derive(Default)]
+struct Slot {
+    state: WorkerState,
+    pid: Option<u32>,
+    live: Option<LiveWorker>,
+    jobs_done: u64,
+    restarts: u64,
+}
+
 struct State {
-    closed: bool,
+    phase: Phase,
     queue: VecDeque<Job>,
-    workers: Vec<Option<LiveWorker>>,
+    slots: Vec<Slot>,
+    /// Why the last slot stopped being able to serve.
+    last_failure: Option<String>,
 }
 
 /// The routing table of one `WorkerSet`.
 pub(crate) struct Dispatch {
     state: Mutex<State>,
     max_in_flight: usize,
+    max_jobs_per_worker: Option<u64>,
+    /// Signalled whenever a draining set runs out of queued and running jobs.
+    drained: Notify,
 }
 
 impl Dispatch {
-    pub(crate) fn new(slots: usize, max_in_flight: usize) -> Self {
-        let mut state = State::default();
-        state.workers.resize_with(slots, || None);
+    pub(crate) fn new(slots: usize, max_in_flight: usize, max_jobs: Option<u64>) -> Self {
+        let slots = (0..slots)
+            .map(|_| Slot {
+                state: WorkerState::Starting,
+                pid: None,
+                live: None,
+                jobs_done: 0,
+                restarts: 0,
+            })
+            .collect();
         Self {
-            state: Mutex::new(state),
+            state: Mutex::new(State {
+                phase: Phase::Open,
+                queue: VecDeque::new(),
+                slots,
+                last_failure: None,
+            }),
             max_in_flight,
+            max_jobs_per_worker: max_jobs,
+            drained: Notify::new(),
         }
     }
 
@@ -81,138 +157,421 @@ impl Dispatch {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Hands `job` to the least-loaded worker with room, or queues it.
-    /// Fails with [`Error::Closed`] (resolving the caller) once the set is closed.
+    /// Hands `job` to the least-loaded worker with room, or queues it. A job
+    /// that cannot be taken resolves its caller with the reason.
     pub(crate) fn submit(&self, job: Job) {
         let mut state = self.lock();
-        if state.closed {
+        if let Err(error) = state.admission() {
             drop(state);
-            let _ = job.reply.send(Err(Error::Closed));
+            let _ = job.reply.send(Err(error));
             return;
         }
-        let max = self.max_in_flight;
-        let target = state
-            .workers
-            .iter_mut()
-            .flatten()
-            .filter(|worker| worker.in_flight.len() < max)
-            .min_by_key(|worker| worker.in_flight.len());
-        match target {
-            Some(worker) => {
-                if let Err(job) = worker.start(job) {
-                    state.queue.push_back(job);
-                }
+        self.route(&mut state, job, false);
+    }
+
+    /// Puts a job whose worker died back at the head of the queue. Gives it
+    /// back if no worker can take it any more.
+    pub(crate) fn requeue(&self, job: Job) -> Result<(), (Job, Error)> {
+        let mut state = self.lock();
+        let admission = match state.phase {
+            Phase::Open | Phase::Draining => state.serviceable(),
+            Phase::Stopping | Phase::Closed => Err(Error::ShuttingDown),
+        };
+        match admission {
+            Ok(()) => {
+                self.route(&mut state, job, true);
+                Ok(())
             }
-            None => state.queue.push_back(job),
+            Err(error) => Err((job, error)),
+        }
+    }
+
+    fn route(&self, state: &mut State, job: Job, front: bool) {
+        let (max, max_jobs) = (self.max_in_flight, self.max_jobs_per_worker);
+        let target = state
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.live.as_mut())
+            .filter(|worker| worker.has_room(max, max_jobs))
+            .min_by_key(|worker| worker.busy());
+        let job = match target {
+            Some(worker) => match worker.start(job) {
+                Ok(()) => return,
+                Err(job) => job,
+            },
+            None => job,
+        };
+        if front {
+            state.queue.push_front(job);
+        } else {
+            state.queue.push_back(job);
         }
     }
 
     /// A worker passed its handshake: route jobs to it from now on.
-    pub(crate) fn worker_ready(&self, slot: usize, pid: u32, outbox: Outbox) {
+    pub(crate) fn worker_ready(&self, slot: usize, pid: u32, outbox: Outbox, wake: Arc<Notify>) {
         let mut state = self.lock();
+        let State {
+            phase,
+            queue,
+            slots,
+            ..
+        } = &mut *state;
+        let Some(entry) = slots.get_mut(slot) else {
+            return;
+        };
         let mut worker = LiveWorker {
-            pid,
             outbox,
             in_flight: HashMap::new(),
+            abandoned: Vec::new(),
+            given: 0,
+            with_deadline: 0,
+            wake,
+            accepting: true,
         };
-        if !state.closed {
-            worker.fill(&mut state.queue, self.max_in_flight);
+        if matches!(phase, Phase::Open | Phase::Draining) {
+            worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
         }
-        if let Some(entry) = state.workers.get_mut(slot) {
-            *entry = Some(worker);
+        entry.state = WorkerState::Serving;
+        entry.pid = Some(pid);
+        entry.live = Some(worker);
+    }
+
+    /// Worker `slot` answered job `id`: returns the job, and gives the worker
+    /// its next queued job. `None` if the worker does not hold that job (a
+    /// protocol violation).
+    pub(crate) fn complete(&self, slot: usize, id: u64) -> Option<Completed> {
+        let mut state = self.lock();
+        let State {
+            phase,
+            queue,
+            slots,
+            ..
+        } = &mut *state;
+        let entry = slots.get_mut(slot)?;
+        let worker = entry.live.as_mut()?;
+        let job = match worker.take(id) {
+            Some(job) => Some(job),
+            None => {
+                let index = worker.abandoned.iter().position(|&late| late == id)?;
+                worker.abandoned.swap_remove(index);
+                None
+            }
+        };
+        entry.jobs_done += 1;
+        if matches!(phase, Phase::Open | Phase::Draining) {
+            worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
+        }
+        let retire = worker.busy() == 0
+            && self
+                .max_jobs_per_worker
+                .is_some_and(|max| worker.given >= max);
+        if retire {
+            entry.state = WorkerState::Retiring;
+        }
+        let next_deadline = worker.next_deadline();
+        let drained = *phase == Phase::Draining && state.is_idle();
+        drop(state);
+        if drained {
+            self.drained.notify_waiters();
+        }
+        Some(Completed {
+            job,
+            next_deadline,
+            retire,
+        })
+    }
+
+    /// Takes the jobs of worker `slot` whose deadline has passed. Returns
+    /// them and the next deadline of what it still holds. With `keep_busy`
+    /// (the worker is not killed for it), the worker still counts each
+    /// expired job as work in progress until its late reply arrives.
+    pub(crate) fn expire(
+        &self,
+        slot: usize,
+        now: Instant,
+        keep_busy: bool,
+    ) -> (Vec<InFlight>, Option<Instant>) {
+        let mut state = self.lock();
+        let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) else {
+            return (Vec::new(), None);
+        };
+        let expired: Vec<u64> = worker
+            .in_flight
+            .iter()
+            .filter(|(_, job)| job.deadline.is_some_and(|deadline| deadline <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        if keep_busy {
+            worker.abandoned.extend(&expired);
+        } else if !expired.is_empty() {
+            // The worker is about to be killed.
+            worker.accepting = false;
+        }
+        let expired = expired
+            .into_iter()
+            .filter_map(|id| worker.take(id))
+            .collect();
+        (expired, worker.next_deadline())
+    }
+
+    /// Worker `slot` is doomed: route nothing more to it. Its answers are
+    /// still accepted until [`worker_gone`](Self::worker_gone).
+    pub(crate) fn stop_routing(&self, slot: usize) {
+        let mut state = self.lock();
+        if let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) {
+            worker.accepting = false;
         }
     }
 
-    /// Worker `slot` answered job `id`: returns who waits for it, and gives
-    /// the worker its next queued job. `None` if the worker does not hold
-    /// that job (a protocol violation).
-    pub(crate) fn complete(&self, slot: usize, id: u64) -> Option<InFlight> {
-        let mut state = self.lock();
-        let State {
-            closed,
-            queue,
-            workers,
-        } = &mut *state;
-        let worker = workers.get_mut(slot)?.as_mut()?;
-        let done = worker.in_flight.remove(&id)?;
-        if !*closed {
-            worker.fill(queue, self.max_in_flight);
-        }
-        Some(done)
+    /// The earliest deadline among the jobs worker `slot` holds.
+    pub(crate) fn next_deadline(&self, slot: usize) -> Option<Instant> {
+        let state = self.lock();
+        state
+            .slots
+            .get(slot)
+            .and_then(|s| s.live.as_ref())
+            .and_then(LiveWorker::next_deadline)
     }
 
     /// Worker `slot` is gone: stop routing to it and return the jobs it held.
-    pub(crate) fn worker_gone(&self, slot: usize) -> Vec<ReplyTx> {
+    pub(crate) fn worker_gone(&self, slot: usize) -> Vec<InFlight> {
         let mut state = self.lock();
-        let worker = state.workers.get_mut(slot).and_then(Option::take);
+        let worker = state.slots.get_mut(slot).and_then(|s| s.live.take());
+        let held = worker
+            .map(|worker| worker.in_flight.into_values().collect())
+            .unwrap_or_default();
+        let drained = state.phase == Phase::Draining && state.is_idle();
         drop(state);
-        worker
-            .map(|worker| {
-                worker
-                    .in_flight
-                    .into_values()
-                    .map(|job| job.reply)
-                    .collect()
-            })
-            .unwrap_or_default()
+        if drained {
+            self.drained.notify_waiters();
+        }
+        held
     }
 
-    /// Stops accepting jobs and fails every queued and running one with
-    /// [`Error::Closed`].
-    pub(crate) fn close(&self) {
+    /// Records what slot `slot` is doing. When no slot can serve any more,
+    /// the queued jobs fail with [`Error::NoWorkers`].
+    pub(crate) fn set_state(&self, slot: usize, new_state: WorkerState, failure: Option<String>) {
         let mut state = self.lock();
-        state.closed = true;
-        let queued = std::mem::take(&mut state.queue);
-        let running: Vec<_> = state
-            .workers
-            .iter_mut()
-            .filter_map(Option::take)
-            .flat_map(|worker| worker.in_flight.into_values().map(|job| job.reply))
-            .collect();
+        let Some(entry) = state.slots.get_mut(slot) else {
+            return;
+        };
+        if new_state == WorkerState::Restarting {
+            entry.restarts += 1;
+        }
+        if !matches!(new_state, WorkerState::Serving | WorkerState::Retiring) {
+            entry.pid = None;
+        }
+        entry.state = new_state;
+        if failure.is_some() {
+            state.last_failure = failure;
+        }
+        let Err(Error::NoWorkers { given_up, reason }) = state.serviceable() else {
+            return;
+        };
+        let stranded: Vec<Job> = state.queue.drain(..).collect();
+        let drained = state.phase == Phase::Draining && state.is_idle();
         drop(state);
-        for reply in queued.into_iter().map(|job| job.reply).chain(running) {
-            let _ = reply.send(Err(Error::Closed));
+        if drained {
+            self.drained.notify_waiters();
+        }
+        for job in stranded {
+            let reason = reason.clone();
+            let _ = job.reply.send(Err(Error::NoWorkers { given_up, reason }));
         }
     }
 
-    /// Pids of the workers currently serving.
+    /// Whether slots must stop restarting workers.
+    pub(crate) fn stopping(&self) -> bool {
+        matches!(self.lock().phase, Phase::Stopping | Phase::Closed)
+    }
+
+    /// Starts a graceful shutdown: no new jobs; queued and running ones go
+    /// on. Returns how many jobs that leaves to finish (none if the set was
+    /// already shutting down).
+    pub(crate) fn begin_shutdown(&self) -> usize {
+        let mut state = self.lock();
+        if state.phase != Phase::Open {
+            return 0;
+        }
+        state.phase = Phase::Draining;
+        state.queue.retain(|job| !job.reply.is_closed());
+        let running: usize = state
+            .slots
+            .iter()
+            .filter_map(|slot| slot.live.as_ref())
+            .map(|worker| worker.in_flight.len())
+            .sum();
+        state.queue.len() + running
+    }
+
+    /// Resolves when a draining set holds no queued or running job.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().is_idle() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Tells every serving worker to exit, and slots not to restart.
+    pub(crate) fn stop_workers(&self) {
+        let mut state = self.lock();
+        if state.phase == Phase::Closed {
+            return;
+        }
+        state.phase = Phase::Stopping;
+        let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) else {
+            return;
+        };
+        for worker in state.slots.iter().filter_map(|slot| slot.live.as_ref()) {
+            let _ = worker.outbox.send(shutdown.clone());
+        }
+    }
+
+    /// Stops everything and fails every queued and running job with `error`.
+    /// Returns how many jobs it failed.
+    pub(crate) fn close(&self, error: fn() -> Error) -> usize {
+        let mut state = self.lock();
+        state.phase = Phase::Closed;
+        let queued: Vec<ReplyTx> = state.queue.drain(..).map(|job| job.reply).collect();
+        let running: Vec<ReplyTx> = state
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.live.take())
+            .flat_map(|worker| worker.in_flight.into_values().map(|held| held.job.reply))
+            .collect();
+        drop(state);
+        let failed = queued.len() + running.len();
+        for reply in queued.into_iter().chain(running) {
+            let _ = reply.send(Err(error()));
+        }
+        failed
+    }
+
+    /// Pids of the workers currently taking jobs.
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.lock()
-            .workers
+            .slots
             .iter()
-            .flatten()
-            .map(|worker| worker.pid)
+            .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
+            .filter_map(|slot| slot.pid)
             .collect()
+    }
+
+    /// Per-slot figures and the queue's length.
+    pub(crate) fn snapshot(&self) -> (Vec<WorkerStats>, usize) {
+        let state = self.lock();
+        let workers = state
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| WorkerStats {
+                id: index,
+                pid: slot.pid,
+                state: slot.state,
+                jobs_done: slot.jobs_done,
+                in_flight: slot.live.as_ref().map_or(0, LiveWorker::busy),
+                restarts: slot.restarts,
+            })
+            .collect();
+        (workers, state.queue.len())
+    }
+}
+
+impl State {
+    /// Whether a new job may be submitted now.
+    fn admission(&self) -> Result<(), Error> {
+        match self.phase {
+            Phase::Open => self.serviceable(),
+            Phase::Draining | Phase::Stopping => Err(Error::ShuttingDown),
+            Phase::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Whether some slot serves or is expected to serve soon.
+    fn serviceable(&self) -> Result<(), Error> {
+        let hopeless = |slot: &Slot| {
+            matches!(
+                slot.state,
+                WorkerState::BackingOff | WorkerState::Failed | WorkerState::Stopped
+            )
+        };
+        if self.slots.iter().all(hopeless) {
+            let reason = self
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| "no worker is running".into());
+            let given_up = self
+                .slots
+                .iter()
+                .filter(|slot| slot.state == WorkerState::Failed)
+                .count();
+            return Err(Error::NoWorkers { given_up, reason });
+        }
+        Ok(())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+            && self
+                .slots
+                .iter()
+                .filter_map(|slot| slot.live.as_ref())
+                .all(|worker| worker.in_flight.is_empty())
     }
 }
 
 impl LiveWorker {
+    /// Jobs the worker is working on, answered or not.
+    fn busy(&self) -> usize {
+        self.in_flight.len() + self.abandoned.len()
+    }
+
+    fn has_room(&self, max_in_flight: usize, max_jobs: Option<u64>) -> bool {
+        self.accepting && self.busy() < max_in_flight && max_jobs.is_none_or(|max| self.given < max)
+    }
+
     /// Sends `job` to this worker; gives it back if the connection is gone.
-    fn start(&mut self, job: Job) -> Result<(), Job> {
-        let Job {
-            id,
-            frame,
-            one_way,
-            reply,
-        } = job;
-        match self.outbox.send(frame) {
-            Ok(()) => {
-                self.in_flight.insert(id, InFlight { one_way, reply });
-                Ok(())
-            }
-            Err(frame) => Err(Job {
-                id,
-                frame,
-                one_way,
-                reply,
-            }),
+    fn start(&mut self, mut job: Job) -> Result<(), Job> {
+        if let Err(frame) = self.outbox.send(job.frame.clone()) {
+            job.frame = frame;
+            return Err(job);
         }
+        job.attempts += 1;
+        self.given += 1;
+        let deadline = job.timeout.map(|timeout| Instant::now() + timeout);
+        if deadline.is_some() {
+            self.with_deadline += 1;
+            self.wake.notify_one();
+        }
+        self.in_flight.insert(job.id, InFlight { job, deadline });
+        Ok(())
+    }
+
+    fn take(&mut self, id: u64) -> Option<InFlight> {
+        let held = self.in_flight.remove(&id)?;
+        if held.deadline.is_some() {
+            self.with_deadline -= 1;
+        }
+        Some(held)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.with_deadline == 0 {
+            return None;
+        }
+        self.in_flight.values().filter_map(|job| job.deadline).min()
     }
 
     /// Takes queued jobs while this worker has room. Jobs whose caller has
     /// gone away are dropped here, never sent.
-    fn fill(&mut self, queue: &mut VecDeque<Job>, max_in_flight: usize) {
-        while self.in_flight.len() < max_in_flight {
+    fn fill(&mut self, queue: &mut VecDeque<Job>, max_in_flight: usize, max_jobs: Option<u64>) {
+        while self.has_room(max_in_flight, max_jobs) {
             let Some(job) = queue.pop_front() else { return };
             if job.reply.is_closed() {
                 continue;

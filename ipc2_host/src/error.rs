@@ -201,7 +201,61 @@ pub enum Error {
         source: CodecError,
     },
 
-    /// The set is gone or shutting down; the job was not (or no longer) run.
+    /// The job ran past its deadline. Unless `kill_on_timeout(false)` was
+    /// set, the worker (whose state is now unknown) was killed and is being
+    /// replaced.
+    #[error(
+        "the job ran for more than {after:?} on worker {worker} (pid {pid}){}; raise the \
+         timeout, or make the job finish sooner",
+        if *killed { ", which was killed and is being replaced" } else { "" }
+    )]
+    Timeout {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The deadline that passed, counted from when the worker took the job.
+        after: Duration,
+        /// Whether the worker was killed for it.
+        killed: bool,
+    },
+
+    /// The job's worker died on every attempt (`max_attempts`): it is likely
+    /// the job itself that kills workers.
+    #[error(
+        "the job was tried on {attempts} workers and each died (last: worker {worker}, pid \
+         {pid}, {status}); it probably crashes the worker itself"
+    )]
+    RetriesExhausted {
+        /// Workers the job was given to.
+        attempts: u32,
+        /// Slot of the last worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitInfo,
+    },
+
+    /// No worker can serve: every slot is backing off after failed starts or
+    /// has stopped trying. Sends fail at once until a worker starts again.
+    #[error(
+        "no worker can take jobs ({given_up} slot(s) gave up restarting); last failure: \
+         {reason}"
+    )]
+    NoWorkers {
+        /// Slots that stopped trying after too many failed starts.
+        given_up: usize,
+        /// The most recent reason a worker could not start or serve.
+        reason: String,
+    },
+
+    /// The set is shutting down: it takes no new jobs, or the shutdown's
+    /// deadline passed before this job finished.
+    #[error("the WorkerSet is shutting down; the job was not run or did not finish in time")]
+    ShuttingDown,
+
+    /// The set is gone; the job was not (or no longer) run.
     #[error("the WorkerSet has been shut down; no more jobs are accepted")]
     Closed,
 }

@@ -20,6 +20,7 @@
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
 //! - [`error`]: every error a caller can see.
+//! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
 //! - `supervisor` (private): the life of one worker slot: spawn, handshake,
@@ -37,9 +38,11 @@ pub mod error;
 mod gate;
 mod socket_dir;
 mod spawner;
+pub mod stats;
 mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
+pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use workerset::WorkerSet;

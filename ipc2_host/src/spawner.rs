@@ -81,13 +81,16 @@ impl Spawner {
         })
     }
 
-    /// Sends SIGKILL to every worker process still running.
-    pub(crate) fn kill_all(&self) {
-        for pid in lock(&self.running).drain() {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
+    /// Sends SIGKILL to every worker process still running; returns how
+    /// many it signalled.
+    pub(crate) fn kill_all(&self) -> usize {
+        lock(&self.running)
+            .drain()
+            .filter_map(|pid| rustix::process::Pid::from_raw(pid as i32))
+            .filter(|&pid| {
+                rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+            })
+            .count()
     }
 }
 
@@ -102,6 +105,16 @@ impl WorkerProcess {
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Its piped stdout and stderr, if they were piped and not taken yet.
+    pub(crate) fn take_output(
+        &mut self,
+    ) -> (
+        Option<tokio::process::ChildStdout>,
+        Option<tokio::process::ChildStderr>,
+    ) {
+        (self.child.stdout.take(), self.child.stderr.take())
     }
 
     /// Waits for it to exit and reaps it. Cancel safe.

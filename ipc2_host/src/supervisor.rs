@@ -1,36 +1,51 @@
 //! The life of a worker: spawn, handshake, serve, exit, restart.
 //!
-//! Each slot of a `WorkerSet` has one supervisor task that loops forever:
+//! Each slot of a `WorkerSet` has one supervisor task that loops:
 //!
 //! 1. spawn the worker binary with a fresh one-time secret;
 //! 2. wait for the gate to hand over a connection carrying that secret (or
 //!    for the process to exit, or for the connect deadline); check that the
 //!    connecting process is the one spawned; answer `Welcome`;
-//! 3. serve: read the worker's frames and resolve the jobs they answer,
-//!    until the connection closes, the process exits, or the worker breaks
-//!    the protocol (then it is killed: it can no longer be trusted);
-//! 4. reap the process and fail the jobs it still held with an error that
-//!    names the worker and how it ended;
-//! 5. start over. A worker that served and then died is replaced at once; a
-//!    worker that fails to start is retried with exponential backoff.
+//! 3. serve: read the worker's frames and resolve the jobs they answer;
+//!    enforce job deadlines; ask the worker to exit once it has done
+//!    `max_jobs_per_worker` jobs; until the connection closes, the process
+//!    exits, a deadline passes (the worker is killed: its state is unknown)
+//!    or the worker breaks the protocol (killed: it can no longer be
+//!    trusted);
+//! 4. reap the process; give the jobs it still held to other workers (when
+//!    retries are on) or fail them with an error that names the worker and
+//!    how it ended;
+//! 5. start over, or stop when the set is shutting down.
+//!
+//! Restart policy, after the manner of OTP supervisors: a worker that dies
+//! while running a job, is recycled, or is killed for a timeout is replaced
+//! at once; those deaths are the job's doing. A failed start (spawn error,
+//! exit before the handshake, connect deadline), a worker that dies idle,
+//! and a protocol violation count as failures: the slot backs off
+//! exponentially with jitter, and gives up after `restart_limit` failures
+//! within the window. While no slot can serve, `send` fails fast.
 //!
 //! The first start of every slot is reported to `finish()`, which fails if
 //! any slot cannot start.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::connection::write_frames;
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
-use ipc2_common::{CodecError, FrameKind, FrameReader, Outbox, Secret};
+use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox, Secret};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
-use crate::dispatch::Reply;
-use crate::error::Error;
+use crate::dispatch::{InFlight, Reply};
+use crate::error::{Error, ExitInfo};
 use crate::gate::BoxedReader;
 use crate::spawner::WorkerProcess;
+use crate::stats::WorkerState;
 use crate::workerset::Shared;
 
 /// How long a worker whose connection closed gets to exit on its own before
@@ -38,58 +53,91 @@ use crate::workerset::Shared;
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long replies already sent by a worker that exited are still read.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
-/// First and longest pause between failed starts.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A worker that passed its handshake.
 struct Serving {
     process: WorkerProcess,
     reader: FrameReader<BoxedReader>,
+    outbox: Outbox,
+    wake: Arc<Notify>,
 }
 
 /// Why a serving worker stopped.
-enum Ended {
-    /// The connection closed or the process exited.
-    Exited,
-    /// It sent something it must not; it was killed.
+enum End {
+    /// The connection closed.
+    Closed,
+    /// The process exited.
+    Exited(ExitInfo),
+    /// A job's deadline passed; the worker is to be killed.
+    TimedOut,
+    /// It sent something it must not; it is to be killed.
     Violation(Arc<CodecError>),
 }
 
-/// Runs slot `slot` until the task is aborted. The outcome of the first
-/// start goes to `startup`.
+/// Runs slot `slot` until the set stops it. The outcome of the first start
+/// goes to `startup`.
 pub(crate) async fn supervise(
     shared: Arc<Shared>,
     slot: usize,
     startup: mpsc::Sender<Result<(), Error>>,
 ) {
+    let policy = &shared.config.restart;
     let mut startup = Some(startup);
-    let mut failed_starts: u32 = 0;
-    loop {
-        match start(&shared, slot).await {
+    let mut failures: VecDeque<Instant> = VecDeque::new();
+    while !shared.dispatch.stopping() {
+        if startup.is_none() {
+            shared
+                .dispatch
+                .set_state(slot, WorkerState::Restarting, None);
+        }
+        let failure = match start(&shared, slot).await {
             Ok(serving) => {
-                failed_starts = 0;
                 if let Some(startup) = startup.take() {
                     let _ = startup.send(Ok(())).await;
                 }
-                serve(&shared, slot, serving).await;
+                serve(&shared, slot, serving).await
             }
             Err(error) => {
                 if let Some(startup) = startup.take() {
                     let _ = startup.send(Err(error)).await;
                     return;
                 }
-                failed_starts = failed_starts.saturating_add(1);
-                tokio::time::sleep(backoff(failed_starts)).await;
+                Some(error.to_string())
             }
+        };
+        let Some(reason) = failure else { continue };
+        if shared.dispatch.stopping() {
+            break;
         }
+        let now = Instant::now();
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|&at| now.duration_since(at) > policy.window)
+        {
+            failures.pop_front();
+        }
+        if failures.len() > policy.max_failures as usize {
+            tracing::error!(
+                worker = slot,
+                failures = failures.len(),
+                window = ?policy.window,
+                %reason,
+                "too many failed starts; this slot stops restarting"
+            );
+            shared
+                .dispatch
+                .set_state(slot, WorkerState::Failed, Some(reason));
+            return;
+        }
+        let pause = policy.backoff(failures.len() as u32);
+        tracing::warn!(worker = slot, ?pause, %reason, "worker failed; backing off");
+        shared
+            .dispatch
+            .set_state(slot, WorkerState::BackingOff, Some(reason));
+        tokio::time::sleep(pause).await;
     }
-}
-
-fn backoff(failures: u32) -> Duration {
-    BACKOFF_MIN
-        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
-        .min(BACKOFF_MAX)
+    shared.dispatch.set_state(slot, WorkerState::Stopped, None);
 }
 
 /// Spawns a worker and waits for its handshake.
@@ -108,9 +156,20 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         .env(ENV_SECRET, secret.to_hex())
         .env(ENV_MAX_FRAME_LENGTH, config.max_frame_length.to_string())
         .stdin(std::process::Stdio::null());
+    if config.capture_output {
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
     let admitted = shared.gate.expect(secret);
     let mut process = shared.spawner.spawn(command).await.map_err(spawn_error)?;
     let pid = process.pid();
+    tracing::info!(worker = slot, pid, "worker spawned");
+    if config.capture_output {
+        let (stdout, stderr) = process.take_output();
+        forward_output(slot, pid, "stdout", stdout);
+        forward_output(slot, pid, "stderr", stderr);
+    }
 
     let admitted = tokio::select! {
         admitted = tokio::time::timeout(config.connect_timeout, admitted) => admitted,
@@ -145,108 +204,237 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
         let _ = outbox.send(welcome);
     }
-    shared.dispatch.worker_ready(slot, pid, outbox);
+    let wake = Arc::new(Notify::new());
+    shared
+        .dispatch
+        .worker_ready(slot, pid, outbox.clone(), Arc::clone(&wake));
+    tracing::info!(worker = slot, pid, "worker passed its handshake and serves");
     Ok(Serving {
         process,
         reader: admitted.reader,
+        outbox,
+        wake,
     })
 }
 
-/// Serves jobs until the worker stops, then fails what it still held.
-async fn serve(shared: &Shared, slot: usize, serving: Serving) {
+/// Turns each line a worker writes into a `tracing` event tagged with the
+/// worker's slot and pid.
+fn forward_output(
+    slot: usize,
+    pid: u32,
+    stream: &'static str,
+    output: Option<impl AsyncRead + Unpin + Send + 'static>,
+) {
+    let Some(output) = output else { return };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(output).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "ipc2::worker_output", worker = slot, pid, stream, "{line}");
+        }
+    });
+}
+
+/// Serves jobs until the worker stops, then settles what it still held.
+/// Returns the reason if this end counts as a failure for the restart policy.
+async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String> {
     let Serving {
         mut process,
         mut reader,
+        outbox,
+        wake,
     } = serving;
     let pid = process.pid();
-    let ended = tokio::select! {
-        result = read_replies(shared, slot, pid, &mut reader) => Some(result),
-        _ = process.wait() => None,
-    };
-    let (ended, status) = match ended {
-        // The process exited first: collect replies it wrote before dying.
-        None => {
-            let drained =
-                tokio::time::timeout(DRAIN_GRACE, read_replies(shared, slot, pid, &mut reader))
-                    .await;
-            let ended = match drained {
-                Ok(Err(violation)) => Ended::Violation(violation),
-                _ => Ended::Exited,
-            };
-            (ended, process.wait().await)
-        }
-        Some(Ok(())) => {
-            let status = match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
-                Ok(status) => status,
-                Err(_) => process.kill().await,
-            };
-            (Ended::Exited, status)
-        }
-        Some(Err(violation)) => (Ended::Violation(violation), process.kill().await),
-    };
-    drop(reader);
-    for reply in shared.dispatch.worker_gone(slot) {
-        let error = match &ended {
-            Ended::Violation(source) => Error::Protocol {
-                worker: slot,
-                pid,
-                source: Arc::clone(source),
+    let config = &shared.config;
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let mut retiring = false;
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            frame = reader.next() => match frame {
+                Ok(Some(frame)) => match answer(shared, slot, pid, frame) {
+                    Ok(next) => {
+                        if next.retire && !retiring {
+                            retiring = true;
+                            tracing::info!(worker = slot, pid, "worker reached max_jobs_per_worker; retiring it");
+                            if let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) {
+                                let _ = outbox.send(shutdown);
+                            }
+                        }
+                        rearm(timer.as_mut(), &mut armed, next.deadline);
+                    }
+                    Err(violation) => break End::Violation(violation),
+                },
+                // A worker that dies mid-write leaves a reset or a truncated
+                // frame: that is an exit, not a protocol violation.
+                Ok(None) | Err(CodecError::Io(_) | CodecError::Truncated { .. }) => break End::Closed,
+                Err(violation) => break End::Violation(Arc::new(violation)),
             },
-            Ended::Exited => Error::WorkerDied {
-                worker: slot,
-                pid,
-                status,
-            },
-        };
-        let _ = reply.send(Err(error));
+            status = process.wait() => break End::Exited(status),
+            () = timer.as_mut(), if armed.is_some() => {
+                let kill = config.kill_on_timeout;
+                let (expired, next) = shared.dispatch.expire(slot, Instant::now(), !kill);
+                let kill = kill && !expired.is_empty();
+                for held in expired {
+                    let after = held.job.timeout.unwrap_or_default();
+                    tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
+                    let _ = held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
+                }
+                armed = None;
+                if kill {
+                    break End::TimedOut;
+                }
+                rearm(timer.as_mut(), &mut armed, next);
+            }
+            () = wake.notified() => rearm(timer.as_mut(), &mut armed, shared.dispatch.next_deadline(slot)),
+        }
+    };
+
+    shared.dispatch.stop_routing(slot);
+    let status = match &end {
+        End::Exited(status) => {
+            // Collect replies the worker wrote before it died.
+            let _ = tokio::time::timeout(DRAIN_GRACE, async {
+                while let Ok(Some(frame)) = reader.next().await {
+                    if answer(shared, slot, pid, frame).is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+            *status
+        }
+        End::Closed => match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+            Ok(status) => status,
+            Err(_) => process.kill().await,
+        },
+        End::TimedOut | End::Violation(_) => process.kill().await,
+    };
+    drop((reader, outbox));
+
+    let held = shared.dispatch.worker_gone(slot);
+    let job_caused = !held.is_empty();
+    for held in held {
+        settle(shared, slot, pid, status, &end, held);
+    }
+    match &end {
+        End::Violation(source) => {
+            tracing::warn!(worker = slot, pid, %source, "worker broke the protocol and was killed");
+            Some(format!(
+                "worker {slot} (pid {pid}) broke the protocol: {source}"
+            ))
+        }
+        End::TimedOut => {
+            tracing::info!(worker = slot, pid, %status, "worker killed after a timeout; restarting");
+            None
+        }
+        _ if retiring => {
+            tracing::info!(worker = slot, pid, %status, "worker retired; replacing it");
+            None
+        }
+        _ if job_caused || shared.dispatch.stopping() => {
+            tracing::warn!(worker = slot, pid, %status, "worker exited while running a job; restarting");
+            None
+        }
+        _ => {
+            tracing::warn!(worker = slot, pid, %status, "worker exited while idle");
+            Some(format!("worker {slot} (pid {pid}) {status} while idle"))
+        }
     }
 }
 
-/// Reads the worker's frames and resolves the jobs they answer. Returns
-/// `Ok` when the connection is gone, `Err` when the worker breaks the
-/// protocol.
-async fn read_replies(
-    shared: &Shared,
-    slot: usize,
-    pid: u32,
-    reader: &mut FrameReader<BoxedReader>,
-) -> Result<(), Arc<CodecError>> {
-    loop {
-        let frame = match reader.next().await {
-            Ok(Some(frame)) => frame,
-            // A worker that dies mid-write leaves a reset or a truncated
-            // frame: that is an exit, reported with its status, not a
-            // protocol violation.
-            Ok(None) | Err(CodecError::Io(_) | CodecError::Truncated { .. }) => return Ok(()),
-            Err(violation) => return Err(Arc::new(violation)),
-        };
-        let Some(job) = shared.dispatch.complete(slot, frame.id) else {
-            return Err(Arc::new(CodecError::Malformed(
-                "answer for a job this worker does not hold",
-            )));
-        };
-        let outcome = match (frame.kind, job.one_way) {
-            (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
-                worker: slot,
-                pid,
-                payload: frame.payload,
-            }),
-            (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
-            (FrameKind::JobFailed, _) => Err(Error::JobFailed {
-                worker: slot,
-                pid,
-                reason: String::from_utf8_lossy(&frame.payload).into_owned(),
-            }),
-            (kind, _) => {
-                let violation = Arc::new(CodecError::UnexpectedKind(kind as u8));
-                let _ = job.reply.send(Err(Error::Protocol {
-                    worker: slot,
-                    pid,
-                    source: Arc::clone(&violation),
-                }));
-                return Err(violation);
-            }
-        };
-        let _ = job.reply.send(outcome);
+/// Points the deadline timer at `next` (disarmed when `None`).
+fn rearm(
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<Instant>,
+    next: Option<Instant>,
+) {
+    if next != *armed {
+        if let Some(deadline) = next {
+            timer.reset(deadline);
+        }
+        *armed = next;
     }
+}
+
+/// What to do after a frame was answered.
+struct Next {
+    deadline: Option<Instant>,
+    retire: bool,
+}
+
+/// Resolves the job a worker's frame answers. `Err` if the frame breaks the
+/// protocol.
+fn answer(shared: &Shared, slot: usize, pid: u32, frame: Frame) -> Result<Next, Arc<CodecError>> {
+    let Some(done) = shared.dispatch.complete(slot, frame.id) else {
+        return Err(Arc::new(CodecError::Malformed(
+            "answer for a job this worker does not hold",
+        )));
+    };
+    let next = Next {
+        deadline: done.next_deadline,
+        retire: done.retire,
+    };
+    // A late answer to a job that already timed out: discard it.
+    let Some(InFlight { job, .. }) = done.job else {
+        return Ok(next);
+    };
+    let outcome = match (frame.kind, job.one_way) {
+        (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
+            worker: slot,
+            pid,
+            payload: frame.payload,
+        }),
+        (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
+        (FrameKind::JobFailed, _) => Err(Error::JobFailed {
+            worker: slot,
+            pid,
+            reason: String::from_utf8_lossy(&frame.payload).into_owned(),
+        }),
+        (kind, _) => {
+            let violation = Arc::new(CodecError::UnexpectedKind(kind as u8));
+            let _ = job.reply.send(Err(Error::Protocol {
+                worker: slot,
+                pid,
+                source: Arc::clone(&violation),
+            }));
+            return Err(violation);
+        }
+    };
+    let _ = job.reply.send(outcome);
+    Ok(next)
+}
+
+/// Settles a job held by a worker that is gone: another attempt if retries
+/// allow, otherwise an error saying how the worker ended.
+fn settle(shared: &Shared, slot: usize, pid: u32, status: ExitInfo, end: &End, held: InFlight) {
+    let job = held.job;
+    let error = match end {
+        End::Violation(source) => Error::Protocol {
+            worker: slot,
+            pid,
+            source: Arc::clone(source),
+        },
+        _ if job.attempts < shared.config.max_attempts => match shared.dispatch.requeue(job) {
+            Ok(()) => return,
+            Err((job, error)) => {
+                let _ = job.reply.send(Err(error));
+                return;
+            }
+        },
+        _ if job.attempts > 1 => Error::RetriesExhausted {
+            attempts: job.attempts,
+            worker: slot,
+            pid,
+            status,
+        },
+        _ => Error::WorkerDied {
+            worker: slot,
+            pid,
+            status,
+        },
+    };
+    let _ = job.reply.send(Err(error));
 }

@@ -13,6 +13,13 @@ pub enum Request {
     /// Sleep this many milliseconds (without blocking the runtime), then
     /// reply [`Response::Slept`] with the worker's pid.
     Sleep(u64),
+    /// Block the worker's receive loop for this many milliseconds (it reads
+    /// nothing meanwhile, not even a shutdown request), then reply
+    /// [`Response::Slept`].
+    Block(u64),
+    /// Write the text as a line to stdout and to stderr, then reply
+    /// [`Response::Pid`].
+    Print(String),
     /// Reply with the worker's pid.
     Pid,
     /// Exit the process at once with this code, without replying.

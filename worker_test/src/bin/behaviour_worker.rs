@@ -26,6 +26,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let _ = tx.send(Response::Slept(std::process::id()));
                     });
                 }
+                Request::Block(ms) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let _ = tx.send(Response::Slept(std::process::id()));
+                }
+                Request::Print(text) => {
+                    println!("{text}");
+                    eprintln!("{text}");
+                    let _ = tx.send(Response::Pid(std::process::id()));
+                }
                 Request::Pid => {
                     let _ = tx.send(Response::Pid(std::process::id()));
                 }
