@@ -121,6 +121,13 @@ impl FrameCodec {
         self.max_frame_length
     }
 
+    /// Bytes still missing from the frame at the start of `src`, once its
+    /// length prefix has arrived; `None` before that.
+    pub fn missing(&self, src: &[u8]) -> Option<usize> {
+        let length = u32::from_be_bytes(*src.first_chunk::<LENGTH_LEN>()?) as usize;
+        Some((LENGTH_LEN + length).saturating_sub(src.len()))
+    }
+
     /// Changes the limit, e.g. after a handshake has succeeded.
     pub fn set_max_frame_length(&mut self, max_frame_length: usize) {
         self.max_frame_length = max_frame_length;
@@ -155,7 +162,9 @@ impl Decoder for FrameCodec {
         }
         let total = LENGTH_LEN + length;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Nothing is reserved here: the reader grows its buffer with the
+            // bytes that actually arrive (see `FrameReader`), so a length
+            // prefix alone allocates nothing.
             return Ok(None);
         }
         let kind_byte = src[LENGTH_LEN];
@@ -228,9 +237,11 @@ mod tests {
     }
 
     #[test]
-    fn inner_length_fields_cannot_over_allocate() {
-        // A `Vec<u8>` claiming 2^60 elements inside a 16-byte payload.
-        let mut payload = vec![0xff_u8];
+    fn inner_length_fields_are_checked_against_the_payload() {
+        // A `Vec<u8>` claiming 2^60 elements inside a 9-byte payload (0xfd
+        // announces an 8-byte varint). The allocation bound itself is
+        // checked with a counting allocator in tests/hostile.rs.
+        let mut payload = vec![0xfd_u8];
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
         let err = decode_message::<Vec<u8>>(&payload).unwrap_err();
         assert!(matches!(err, CodecError::Decode(_)));

@@ -18,8 +18,12 @@ use crate::codec::FrameCodec;
 use crate::error::CodecError;
 use crate::protocol::Frame;
 
-/// Initial read buffer size; grows to fit the largest frame seen.
+/// Least free space offered to a read: enough to take many small frames at
+/// once.
 const READ_BUFFER: usize = 8 * 1024;
+/// A frame being read may double the buffer up to at least this much before
+/// growth is tied to the bytes already received.
+const GROWTH_FLOOR: usize = 64 * 1024;
 /// Most frames taken from the queue for one write.
 const WRITE_BATCH: usize = 256;
 
@@ -55,9 +59,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.codec.decode(&mut self.buffer)? {
                 return Ok(Some(frame));
             }
-            if self.buffer.capacity() == self.buffer.len() {
-                self.buffer.reserve(READ_BUFFER);
-            }
+            self.make_room();
             if self.reader.read_buf(&mut self.buffer).await? == 0 {
                 return match self.buffer.len() {
                     0 => Ok(None),
@@ -65,6 +67,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 };
             }
         }
+    }
+}
+
+impl<R> FrameReader<R> {
+    /// Ensures the buffer has room for the next read without letting a peer
+    /// make it allocate more than it sends: a large frame grows the buffer
+    /// geometrically with the bytes actually received (at most twice what
+    /// has arrived, plus [`GROWTH_FLOOR`]), never past the frame's own size,
+    /// and in a fresh allocation of exactly that size (a plain `reserve`
+    /// could double a large buffer past the frame limit).
+    fn make_room(&mut self) {
+        let buffered = self.buffer.len();
+        let spare = self.buffer.capacity() - buffered;
+        let missing = self.codec.missing(&self.buffer).unwrap_or(READ_BUFFER);
+        if spare > 0 && spare >= missing.min(READ_BUFFER) {
+            return;
+        }
+        let grow = missing.min(buffered.max(GROWTH_FLOOR)).max(READ_BUFFER);
+        let mut fresh = BytesMut::with_capacity(buffered + grow);
+        fresh.extend_from_slice(&self.buffer);
+        self.buffer = fresh;
     }
 }
 

@@ -30,6 +30,10 @@ use crate::workerset::{Inner, Shared, WorkerSet};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection has to send its handshake after connecting.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections that may be waiting for their handshake at once; past that
+/// the oldest is dropped, so silent strangers cannot use up the host's file
+/// descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
 /// Default restart limit: a slot gives up after more than this many failed
 /// starts within [`DEFAULT_RESTART_WINDOW`].
 pub const DEFAULT_MAX_RESTART_FAILURES: u32 = 5;

@@ -10,12 +10,17 @@
 //!    bytes) of this protocol version;
 //! 3. present a one-time secret the set is waiting for.
 //!
-//! Anything else closes the connection and leaves the pool untouched. A
-//! connection that passes is handed to the supervisor of the worker whose
-//! secret it presented, which checks that the connecting process is the one
-//! it spawned.
+//! Anything else closes the connection and leaves the pool untouched. At
+//! most [`MAX_PENDING_HANDSHAKES`](crate::builder::MAX_PENDING_HANDSHAKES) connections wait for their handshake at once; past
+//! that the oldest is dropped, so a flood of silent strangers cannot use up
+//! the host's file descriptors (a real worker speaks within moments of
+//! connecting, so it is never the oldest for long). A connection that passes
+//! is handed to the supervisor of the worker whose secret it presented,
+//! which checks that the connecting process is the one it spawned.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ipc2_common::codec::decode_message;
@@ -25,6 +30,9 @@ use ipc2_common::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use crate::builder::MAX_PENDING_HANDSHAKES as MAX_PENDING;
 
 /// Read half of an admitted connection.
 pub(crate) type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -42,6 +50,9 @@ pub(crate) struct Admitted {
 /// The secrets the set waits for, and the rules of admission.
 pub(crate) struct Gate {
     expected: Mutex<Vec<(Secret, oneshot::Sender<Admitted>)>>,
+    /// Connections still in their handshake, oldest first.
+    pending: Mutex<VecDeque<(u64, AbortHandle)>>,
+    next_connection: AtomicU64,
     uid: u32,
     handshake_timeout: Duration,
     max_frame_length: usize,
@@ -51,14 +62,22 @@ impl Gate {
     pub(crate) fn new(handshake_timeout: Duration, max_frame_length: usize) -> Self {
         Self {
             expected: Mutex::new(Vec::new()),
+            pending: Mutex::new(VecDeque::new()),
+            next_connection: AtomicU64::new(0),
             uid: rustix::process::geteuid().as_raw(),
             handshake_timeout,
             max_frame_length,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Secret, oneshot::Sender<Admitted>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Secret, oneshot::Sender<Admitted>)>> {
         self.expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, VecDeque<(u64, AbortHandle)>> {
+        self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -89,11 +108,25 @@ impl Gate {
     }
 
     /// Accepts connections forever, each checked in its own task.
-    pub(crate) async fn run<S: Server>(self: std::sync::Arc<Self>, listener: S) {
+    pub(crate) async fn run<S: Server>(self: Arc<Self>, listener: S) {
         loop {
             match listener.accept().await {
                 Ok(connection) => {
-                    tokio::spawn(std::sync::Arc::clone(&self).admit(connection));
+                    let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+                    let task = tokio::spawn(Arc::clone(&self).admit(connection, id));
+                    if task.is_finished() {
+                        continue;
+                    }
+                    let mut pending = self.pending();
+                    pending.push_back((id, task.abort_handle()));
+                    while pending.len() > MAX_PENDING {
+                        if let Some((_, oldest)) = pending.pop_front() {
+                            tracing::debug!(
+                                "too many connections in their handshake; dropping the oldest"
+                            );
+                            oldest.abort();
+                        }
+                    }
                 }
                 // Out of descriptors or a connection reset before accept:
                 // pause briefly rather than spin.
@@ -102,9 +135,14 @@ impl Gate {
         }
     }
 
-    async fn admit<C: Connection>(self: std::sync::Arc<Self>, connection: C) {
+    async fn admit<C: Connection>(self: Arc<Self>, connection: C, id: u64) {
+        let _pending = Pending { gate: &self, id };
         let credentials = connection.peer_credentials();
         if credentials.is_some_and(|credentials| credentials.uid != self.uid) {
+            tracing::warn!(
+                uid = credentials.map(|c| c.uid),
+                "refused a connection from another user"
+            );
             return;
         }
         let (reader, writer) = connection.into_split();
@@ -135,5 +173,20 @@ impl Gate {
             reader,
             writer: Box::new(writer),
         });
+    }
+}
+
+/// Removes a connection from the pending list however its handshake ends.
+struct Pending<'a> {
+    gate: &'a Gate,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.gate.pending();
+        if let Some(index) = pending.iter().position(|(id, _)| *id == self.id) {
+            pending.remove(index);
+        }
     }
 }
