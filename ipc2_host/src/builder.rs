@@ -86,6 +86,8 @@ pub(crate) struct Config {
     pub(crate) max_jobs_per_worker: Option<u64>,
     pub(crate) restart: RestartPolicy,
     pub(crate) capture_output: bool,
+    pub(crate) max_in_flight: usize,
+    pub(crate) queue_capacity: Option<usize>,
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -105,6 +107,8 @@ pub struct WorkerSetBuilder<S, W, H> {
     max_jobs_per_worker: Option<u64>,
     restart: RestartPolicy,
     capture_output: bool,
+    max_in_flight: usize,
+    queue_capacity: Option<usize>,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
@@ -130,6 +134,8 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
                 backoff_max: DEFAULT_BACKOFF_MAX,
             },
             capture_output: false,
+            max_in_flight: 1,
+            queue_capacity: None,
             _types: PhantomData,
         }
     }
@@ -267,6 +273,25 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// How many jobs each worker may hold at once (default 1: a job goes
+    /// only to a worker that is not running one). Above 1 jobs go to the
+    /// least-loaded worker and a worker's replies may come back in any
+    /// order; the worker must run jobs concurrently (e.g. spawn a task per
+    /// job) to benefit.
+    pub fn max_in_flight_per_worker(mut self, jobs: usize) -> Self {
+        self.max_in_flight = jobs.max(1);
+        self
+    }
+
+    /// Bounds the queue of jobs waiting for a worker (default: unbounded).
+    /// When it is full, `send` waits for room and
+    /// [`try_send`](WorkerSet::try_send) fails at once with
+    /// [`Error::QueueFull`]. Waiting costs no task and no file descriptor.
+    pub fn queue_capacity(mut self, jobs: usize) -> Self {
+        self.queue_capacity = Some(jobs.max(1));
+        self
+    }
+
     fn config(self) -> Result<Config, Error> {
         let worker_path = self
             .worker_path
@@ -295,6 +320,8 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             max_jobs_per_worker: self.max_jobs_per_worker,
             restart: self.restart,
             capture_output: self.capture_output,
+            max_in_flight: self.max_in_flight,
+            queue_capacity: self.queue_capacity,
         })
     }
 }
@@ -328,7 +355,12 @@ where
         })?;
         let gate = Arc::new(Gate::new(config.handshake_timeout, config.max_frame_length));
         let shared = Arc::new(Shared {
-            dispatch: Dispatch::new(config.worker_count, 1, config.max_jobs_per_worker),
+            dispatch: Dispatch::new(
+                config.worker_count,
+                config.max_in_flight,
+                config.max_jobs_per_worker,
+                config.queue_capacity,
+            ),
             counters: Default::default(),
             gate: Arc::clone(&gate),
             spawner,

@@ -21,24 +21,12 @@ use bytes::Bytes;
 use ipc2_common::Outbox;
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::protocol::FrameKind;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::responder::Responder;
 use crate::stats::{WorkerState, WorkerStats};
-
-/// A worker's answer to a job, still encoded.
-pub(crate) struct Reply {
-    /// Slot of the worker that answered.
-    pub(crate) worker: usize,
-    /// Its process id.
-    pub(crate) pid: u32,
-    /// The encoded reply (empty for one-way jobs).
-    pub(crate) payload: Bytes,
-}
-
-/// The channel a job's caller waits on.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
 
 /// A job on its way to a worker: already encoded (so it can be sent again
 /// after a worker death without re-encoding), with the caller's channel.
@@ -49,7 +37,10 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
     pub(crate) attempts: u32,
-    pub(crate) reply: ReplyTx,
+    pub(crate) reply: Responder,
+    /// Whether the job holds a place in a bounded queue, to give back when
+    /// it leaves the queue.
+    pub(crate) holds_place: bool,
 }
 
 /// A job a worker holds.
@@ -121,12 +112,20 @@ pub(crate) struct Dispatch {
     state: Mutex<State>,
     max_in_flight: usize,
     max_jobs_per_worker: Option<u64>,
+    /// Places in a bounded queue: a caller takes one before submitting and
+    /// the job gives it back when it leaves the queue (or never enters it).
+    room: Option<Semaphore>,
     /// Signalled whenever a draining set runs out of queued and running jobs.
     drained: Notify,
 }
 
 impl Dispatch {
-    pub(crate) fn new(slots: usize, max_in_flight: usize, max_jobs: Option<u64>) -> Self {
+    pub(crate) fn new(
+        slots: usize,
+        max_in_flight: usize,
+        max_jobs: Option<u64>,
+        queue_capacity: Option<usize>,
+    ) -> Self {
         let slots = (0..slots)
             .map(|_| Slot {
                 state: WorkerState::Starting,
@@ -145,7 +144,19 @@ impl Dispatch {
             }),
             max_in_flight,
             max_jobs_per_worker: max_jobs,
+            room: queue_capacity.map(Semaphore::new),
             drained: Notify::new(),
+        }
+    }
+
+    /// The bounded queue's places, if the queue is bounded.
+    pub(crate) fn room(&self) -> Option<&Semaphore> {
+        self.room.as_ref()
+    }
+
+    fn free_places(&self, places: usize) {
+        if let Some(room) = self.room.as_ref().filter(|_| places > 0) {
+            room.add_permits(places);
         }
     }
 
@@ -157,36 +168,54 @@ impl Dispatch {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Hands `job` to the least-loaded worker with room, or queues it. A job
-    /// that cannot be taken resolves its caller with the reason.
-    pub(crate) fn submit(&self, job: Job) {
+    /// Hands each job to the least-loaded worker with room, or queues it,
+    /// under one lock. Jobs that cannot be taken resolve their callers with
+    /// the reason.
+    pub(crate) fn submit(&self, jobs: impl IntoIterator<Item = Job>) {
         let mut state = self.lock();
-        if let Err(error) = state.admission() {
-            drop(state);
-            let _ = job.reply.send(Err(error));
-            return;
+        let mut freed = 0;
+        match state.admission() {
+            Ok(()) => {
+                for job in jobs {
+                    freed += self.route(&mut state, job, false);
+                }
+                drop(state);
+            }
+            Err(refusal) => {
+                drop(state);
+                for job in jobs {
+                    freed += usize::from(job.holds_place);
+                    job.reply.send(Err(refusal.clone().into()));
+                }
+            }
         }
-        self.route(&mut state, job, false);
+        self.free_places(freed);
     }
 
-    /// Puts a job whose worker died back at the head of the queue. Gives it
-    /// back if no worker can take it any more.
-    pub(crate) fn requeue(&self, job: Job) -> Result<(), (Job, Error)> {
+    /// Puts a job whose worker died back at the head of the queue, or, if
+    /// no worker can take it any more, resolves it with the reason.
+    pub(crate) fn requeue(&self, job: Job) {
         let mut state = self.lock();
         let admission = match state.phase {
             Phase::Open | Phase::Draining => state.serviceable(),
-            Phase::Stopping | Phase::Closed => Err(Error::ShuttingDown),
+            Phase::Stopping | Phase::Closed => Err(Refusal::ShuttingDown),
         };
         match admission {
             Ok(()) => {
-                self.route(&mut state, job, true);
-                Ok(())
+                let freed = self.route(&mut state, job, true);
+                drop(state);
+                self.free_places(freed);
             }
-            Err(error) => Err((job, error)),
+            Err(refusal) => {
+                drop(state);
+                job.reply.send(Err(refusal.into()));
+            }
         }
     }
 
-    fn route(&self, state: &mut State, job: Job, front: bool) {
+    /// Starts `job` on a worker, or queues it. Returns the queue places
+    /// freed (the job's own, if it never needed it).
+    fn route(&self, state: &mut State, mut job: Job, front: bool) -> usize {
         let (max, max_jobs) = (self.max_in_flight, self.max_jobs_per_worker);
         let target = state
             .slots
@@ -194,18 +223,23 @@ impl Dispatch {
             .filter_map(|slot| slot.live.as_mut())
             .filter(|worker| worker.has_room(max, max_jobs))
             .min_by_key(|worker| worker.busy());
-        let job = match target {
-            Some(worker) => match worker.start(job) {
-                Ok(()) => return,
-                Err(job) => job,
-            },
-            None => job,
-        };
+        let place = usize::from(job.holds_place);
+        if let Some(worker) = target {
+            job.holds_place = false;
+            match worker.start(job) {
+                Ok(()) => return place,
+                Err(returned) => {
+                    job = returned;
+                    job.holds_place = place == 1;
+                }
+            }
+        }
         if front {
             state.queue.push_front(job);
         } else {
             state.queue.push_back(job);
         }
+        0
     }
 
     /// A worker passed its handshake: route jobs to it from now on.
@@ -229,12 +263,15 @@ impl Dispatch {
             wake,
             accepting: true,
         };
+        let mut freed = 0;
         if matches!(phase, Phase::Open | Phase::Draining) {
-            worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
+            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
         }
         entry.state = WorkerState::Serving;
         entry.pid = Some(pid);
         entry.live = Some(worker);
+        drop(state);
+        self.free_places(freed);
     }
 
     /// Worker `slot` answered job `id`: returns the job, and gives the worker
@@ -259,8 +296,9 @@ impl Dispatch {
             }
         };
         entry.jobs_done += 1;
+        let mut freed = 0;
         if matches!(phase, Phase::Open | Phase::Draining) {
-            worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
+            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
         }
         let retire = worker.busy() == 0
             && self
@@ -272,6 +310,7 @@ impl Dispatch {
         let next_deadline = worker.next_deadline();
         let drained = *phase == Phase::Draining && state.is_idle();
         drop(state);
+        self.free_places(freed);
         if drained {
             self.drained.notify_waiters();
         }
@@ -366,18 +405,18 @@ impl Dispatch {
         if failure.is_some() {
             state.last_failure = failure;
         }
-        let Err(Error::NoWorkers { given_up, reason }) = state.serviceable() else {
+        let Err(refusal) = state.serviceable() else {
             return;
         };
         let stranded: Vec<Job> = state.queue.drain(..).collect();
         let drained = state.phase == Phase::Draining && state.is_idle();
         drop(state);
+        self.free_places(stranded.iter().filter(|job| job.holds_place).count());
         if drained {
             self.drained.notify_waiters();
         }
         for job in stranded {
-            let reason = reason.clone();
-            let _ = job.reply.send(Err(Error::NoWorkers { given_up, reason }));
+            job.reply.send(Err(refusal.clone().into()));
         }
     }
 
@@ -438,8 +477,8 @@ impl Dispatch {
     pub(crate) fn close(&self, error: fn() -> Error) -> usize {
         let mut state = self.lock();
         state.phase = Phase::Closed;
-        let queued: Vec<ReplyTx> = state.queue.drain(..).map(|job| job.reply).collect();
-        let running: Vec<ReplyTx> = state
+        let queued: Vec<Responder> = state.queue.drain(..).map(|job| job.reply).collect();
+        let running: Vec<Responder> = state
             .slots
             .iter_mut()
             .filter_map(|slot| slot.live.take())
@@ -448,7 +487,7 @@ impl Dispatch {
         drop(state);
         let failed = queued.len() + running.len();
         for reply in queued.into_iter().chain(running) {
-            let _ = reply.send(Err(error()));
+            reply.send(Err(error()));
         }
         failed
     }
@@ -485,16 +524,16 @@ impl Dispatch {
 
 impl State {
     /// Whether a new job may be submitted now.
-    fn admission(&self) -> Result<(), Error> {
+    fn admission(&self) -> Result<(), Refusal> {
         match self.phase {
             Phase::Open => self.serviceable(),
-            Phase::Draining | Phase::Stopping => Err(Error::ShuttingDown),
-            Phase::Closed => Err(Error::Closed),
+            Phase::Draining | Phase::Stopping => Err(Refusal::ShuttingDown),
+            Phase::Closed => Err(Refusal::Closed),
         }
     }
 
     /// Whether some slot serves or is expected to serve soon.
-    fn serviceable(&self) -> Result<(), Error> {
+    fn serviceable(&self) -> Result<(), Refusal> {
         let hopeless = |slot: &Slot| {
             matches!(
                 slot.state,
@@ -511,7 +550,7 @@ impl State {
                 .iter()
                 .filter(|slot| slot.state == WorkerState::Failed)
                 .count();
-            return Err(Error::NoWorkers { given_up, reason });
+            return Err(Refusal::NoWorkers { given_up, reason });
         }
         Ok(())
     }
@@ -569,17 +608,51 @@ impl LiveWorker {
     }
 
     /// Takes queued jobs while this worker has room. Jobs whose caller has
-    /// gone away are dropped here, never sent.
-    fn fill(&mut self, queue: &mut VecDeque<Job>, max_in_flight: usize, max_jobs: Option<u64>) {
+    /// gone away are dropped here, never sent. Returns the queue places
+    /// freed.
+    fn fill(
+        &mut self,
+        queue: &mut VecDeque<Job>,
+        max_in_flight: usize,
+        max_jobs: Option<u64>,
+    ) -> usize {
+        let mut freed = 0;
         while self.has_room(max_in_flight, max_jobs) {
-            let Some(job) = queue.pop_front() else { return };
+            let Some(mut job) = queue.pop_front() else {
+                break;
+            };
+            let place = usize::from(job.holds_place);
             if job.reply.is_closed() {
+                freed += place;
                 continue;
             }
-            if let Err(job) = self.start(job) {
+            job.holds_place = false;
+            if let Err(mut job) = self.start(job) {
+                job.holds_place = place == 1;
                 queue.push_front(job);
-                return;
+                break;
             }
+            freed += place;
+        }
+        freed
+    }
+}
+
+/// Why the set takes no job now. Unlike [`Error`], it can be cloned, so a
+/// whole batch can be refused.
+#[derive(Clone)]
+enum Refusal {
+    ShuttingDown,
+    Closed,
+    NoWorkers { given_up: usize, reason: String },
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::ShuttingDown => Error::ShuttingDown,
+            Refusal::Closed => Error::Closed,
+            Refusal::NoWorkers { given_up, reason } => Error::NoWorkers { given_up, reason },
         }
     }
 }

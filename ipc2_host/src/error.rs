@@ -250,6 +250,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// `try_send` found the bounded queue full; the job was not sent.
+    #[error(
+        "the job queue is full ({capacity} jobs waiting); retry later, use send() to wait for \
+         room, or raise queue_capacity"
+    )]
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+
     /// The set is shutting down: it takes no new jobs, or the shutdown's
     /// deadline passed before this job finished.
     #[error("the WorkerSet is shutting down; the job was not run or did not finish in time")]

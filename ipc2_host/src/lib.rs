@@ -27,6 +27,8 @@
 //!   serve, exit, restart.
 //! - `spawner` (private): the thread that forks workers, so they die with
 //!   the host.
+//! - `responder` (private): how a job's outcome reaches its caller, alone
+//!   or as part of a batch.
 //! - `gate` (private): the socket's accept loop and the handshake check.
 //! - `socket_dir` (private): the private directory the socket lives in.
 
@@ -36,6 +38,7 @@ pub mod builder;
 mod dispatch;
 pub mod error;
 mod gate;
+mod responder;
 mod socket_dir;
 mod spawner;
 pub mod stats;

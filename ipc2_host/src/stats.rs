@@ -65,7 +65,7 @@ pub struct FailureCounts {
     pub protocol: u64,
     /// [`Error::Encode`], [`Error::Decode`] and [`Error::JobFailed`].
     pub codec: u64,
-    /// [`Error::NoWorkers`].
+    /// [`Error::NoWorkers`] and [`Error::QueueFull`].
     pub no_workers: u64,
     /// [`Error::ShuttingDown`] and [`Error::Closed`].
     pub shut_down: u64,
@@ -143,7 +143,7 @@ impl Counters {
             Err(Error::NoReply { .. }) => &self.no_reply,
             Err(Error::Protocol { .. }) => &self.protocol,
             Err(Error::Encode(_) | Error::Decode { .. } | Error::JobFailed { .. }) => &self.codec,
-            Err(Error::NoWorkers { .. }) => &self.no_workers,
+            Err(Error::NoWorkers { .. } | Error::QueueFull { .. }) => &self.no_workers,
             Err(Error::ShuttingDown | Error::Closed) => &self.shut_down,
             Err(_) => &self.other,
         };

@@ -41,9 +41,10 @@ use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::dispatch::{InFlight, Reply};
+use crate::dispatch::InFlight;
 use crate::error::{Error, ExitInfo};
 use crate::gate::BoxedReader;
+use crate::responder::Reply;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
 use crate::workerset::Shared;
@@ -280,7 +281,7 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
                 for held in expired {
                     let after = held.job.timeout.unwrap_or_default();
                     tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
-                    let _ = held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
+                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
                 }
                 armed = None;
                 if kill {
@@ -395,7 +396,7 @@ fn answer(shared: &Shared, slot: usize, pid: u32, frame: Frame) -> Result<Next, 
         }),
         (kind, _) => {
             let violation = Arc::new(CodecError::UnexpectedKind(kind as u8));
-            let _ = job.reply.send(Err(Error::Protocol {
+            job.reply.send(Err(Error::Protocol {
                 worker: slot,
                 pid,
                 source: Arc::clone(&violation),
@@ -403,7 +404,7 @@ fn answer(shared: &Shared, slot: usize, pid: u32, frame: Frame) -> Result<Next, 
             return Err(violation);
         }
     };
-    let _ = job.reply.send(outcome);
+    job.reply.send(outcome);
     Ok(next)
 }
 
@@ -417,13 +418,10 @@ fn settle(shared: &Shared, slot: usize, pid: u32, status: ExitInfo, end: &End, h
             pid,
             source: Arc::clone(source),
         },
-        _ if job.attempts < shared.config.max_attempts => match shared.dispatch.requeue(job) {
-            Ok(()) => return,
-            Err((job, error)) => {
-                let _ = job.reply.send(Err(error));
-                return;
-            }
-        },
+        _ if job.attempts < shared.config.max_attempts => {
+            shared.dispatch.requeue(job);
+            return;
+        }
         _ if job.attempts > 1 => Error::RetriesExhausted {
             attempts: job.attempts,
             worker: slot,
@@ -436,5 +434,5 @@ fn settle(shared: &Shared, slot: usize, pid: u32, status: ExitInfo, end: &End, h
             status,
         },
     };
-    let _ = job.reply.send(Err(error));
+    job.reply.send(Err(error));
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ipc2_common::codec::{decode_message, encode_frame};
 use ipc2_common::{FrameKind, Server};
 use serde::Serialize;
@@ -24,9 +25,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::builder::{Config, WorkerSetBuilder};
-use crate::dispatch::{Dispatch, Job, Reply};
+use crate::dispatch::{Dispatch, Job};
 use crate::error::Error;
 use crate::gate::Gate;
+use crate::responder::{Batch, Outcome, Responder};
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
 use crate::stats::{Counters, ShutdownReport, Stats};
@@ -169,14 +171,26 @@ where
         self.send_with(message, Some(timeout)).await
     }
 
+    /// Like [`send`](Self::send), but when the queue is bounded
+    /// ([`queue_capacity`](crate::WorkerSetBuilder::queue_capacity)) and full,
+    /// fails at once with [`Error::QueueFull`] instead of waiting for room.
+    pub async fn try_send(&self, message: H) -> Result<W, Error> {
+        let outcome = async {
+            let job = self.encode(FrameKind::Job, &message)?;
+            let place = self.try_place()?;
+            let timeout = self.inner.shared.config.job_timeout;
+            decoded(wait(self.submit(job, timeout, place)).await)
+        }
+        .await;
+        self.inner.shared.counters.record(&outcome);
+        outcome
+    }
+
     async fn send_with(&self, message: H, timeout: Option<Duration>) -> Result<W, Error> {
         let outcome = async {
-            let reply = outcome(self.submit(FrameKind::Job, &message, timeout)?).await?;
-            decode_message(&reply.payload).map_err(|source| Error::Decode {
-                worker: reply.worker,
-                pid: reply.pid,
-                source,
-            })
+            let job = self.encode(FrameKind::Job, &message)?;
+            let place = self.place(1).await;
+            decoded(wait(self.submit(job, timeout, place)).await)
         }
         .await;
         self.inner.shared.counters.record(&outcome);
@@ -189,44 +203,163 @@ where
     pub async fn send_unidirectional(&self, message: H) -> Result<(), Error> {
         let timeout = self.inner.shared.config.job_timeout;
         let outcome = async {
-            outcome(self.submit(FrameKind::OneWayJob, &message, timeout)?).await?;
-            Ok(())
+            let job = self.encode(FrameKind::OneWayJob, &message)?;
+            let place = self.place(1).await;
+            wait(self.submit(job, timeout, place)).await.map(drop)
         }
         .await;
         self.inner.shared.counters.record(&outcome);
         outcome
     }
 
-    fn submit(
-        &self,
-        kind: FrameKind,
-        message: &H,
-        timeout: Option<Duration>,
-    ) -> Result<PendingReply, Error> {
+    /// Runs every message as a job and returns their outcomes in the same
+    /// order (the counterpart of Python's `Pool.map`). Jobs run in parallel
+    /// on all workers, are encoded in one pass and handed to the pool under
+    /// one lock, and the caller is woken once, when the last one is done.
+    /// Each outcome is what [`send`](Self::send) would have returned for
+    /// that message; one failing job does not fail the others. With a
+    /// bounded queue, the batch waits for room as it goes. Dropping the
+    /// future cancels the jobs not yet given to a worker.
+    pub async fn send_batch<I>(&self, messages: I) -> Vec<Result<W, Error>>
+    where
+        I: IntoIterator<Item = H>,
+    {
+        let shared = &self.inner.shared;
+        let encoded: Vec<_> = messages
+            .into_iter()
+            .map(|message| self.encode(FrameKind::Job, &message))
+            .collect();
+        let (batch, responders) = Batch::new(encoded.len());
+        let _abandon_on_drop = AbandonOnDrop(&batch);
+        let mut jobs = Vec::with_capacity(encoded.len());
+        for (job, reply) in encoded.into_iter().zip(responders) {
+            match job {
+                Ok(job) => jobs.push(job.into_job(reply, shared.config.job_timeout, false)),
+                Err(error) => reply.send(Err(error)),
+            }
+        }
+        let chunk = match shared.dispatch.room() {
+            Some(_) => shared.config.queue_capacity.unwrap_or(usize::MAX).max(1),
+            None => usize::MAX,
+        };
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut part: Vec<Job> = jobs.by_ref().take(chunk).collect();
+            let place = self.place(part.len()).await;
+            part.iter_mut().for_each(|job| job.holds_place = place);
+            shared.dispatch.submit(part);
+        }
+        batch
+            .outcomes()
+            .await
+            .into_iter()
+            .map(|outcome| {
+                let outcome = decoded(outcome);
+                shared.counters.record(&outcome);
+                outcome
+            })
+            .collect()
+    }
+
+    /// Encodes `message` straight into a frame with a fresh job id.
+    fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(kind, id, message, shared.config.max_frame_length)
             .map_err(Error::Encode)?;
-        let (reply, receiver) = oneshot::channel();
-        shared.dispatch.submit(Job {
+        Ok(Encoded {
             id,
             frame,
             one_way: kind == FrameKind::OneWayJob,
-            timeout,
-            attempts: 0,
-            reply,
-        });
-        Ok(receiver)
+        })
+    }
+
+    /// Waits for `count` places in a bounded queue (the set never closes
+    /// the queue's semaphore); `false` when the queue is unbounded.
+    async fn place(&self, count: usize) -> bool {
+        let Some(room) = self.inner.shared.dispatch.room() else {
+            return false;
+        };
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        if let Ok(places) = room.acquire_many(count).await {
+            places.forget();
+        }
+        true
+    }
+
+    /// Takes a place in a bounded queue at once, or fails with `QueueFull`.
+    fn try_place(&self) -> Result<bool, Error> {
+        let Some(room) = self.inner.shared.dispatch.room() else {
+            return Ok(false);
+        };
+        match room.try_acquire() {
+            Ok(place) => {
+                place.forget();
+                Ok(true)
+            }
+            Err(_) => Err(Error::QueueFull {
+                capacity: self.inner.shared.config.queue_capacity.unwrap_or(0),
+            }),
+        }
+    }
+
+    fn submit(
+        &self,
+        job: Encoded,
+        timeout: Option<Duration>,
+        holds_place: bool,
+    ) -> oneshot::Receiver<Outcome> {
+        let (reply, receiver) = Responder::one();
+        let job = job.into_job(reply, timeout, holds_place);
+        self.inner.shared.dispatch.submit([job]);
+        receiver
     }
 }
 
-/// Where a caller waits for its job's outcome.
-type PendingReply = oneshot::Receiver<Result<Reply, Error>>;
+/// A job encoded and numbered, not yet submitted.
+struct Encoded {
+    id: u64,
+    frame: Bytes,
+    one_way: bool,
+}
 
-/// The job's outcome. Every path that drops a job's sender unanswered is a
-/// teardown, so a dropped sender means the set was closed.
-async fn outcome(pending: PendingReply) -> Result<Reply, Error> {
+impl Encoded {
+    fn into_job(self, reply: Responder, timeout: Option<Duration>, holds_place: bool) -> Job {
+        Job {
+            id: self.id,
+            frame: self.frame,
+            one_way: self.one_way,
+            timeout,
+            attempts: 0,
+            reply,
+            holds_place,
+        }
+    }
+}
+
+/// Marks a batch abandoned if its caller drops the future early.
+struct AbandonOnDrop<'a>(&'a Batch);
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
+/// The job's outcome. Every path that drops a job's responder unanswered is
+/// a teardown, so a dropped one means the set was closed.
+async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
     pending.await.unwrap_or(Err(Error::Closed))
+}
+
+/// Decodes a reply into the host's reply type.
+fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
+    let reply = outcome?;
+    decode_message(&reply.payload).map_err(|source| Error::Decode {
+        worker: reply.worker,
+        pid: reply.pid,
+        source,
+    })
 }
 
 /// State shared by the handle and the pool's tasks.

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Add two numbers and reply with [`Response::Sum`].
     Add(u32, u32),
-    /// Reply with the same bytes.
-    Echo(Vec<u8>),
+    /// Reply with the same bytes. (`serde_bytes` encodes them as one block
+    /// rather than element by element: how large bodies should travel.)
+    Echo(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Sleep this many milliseconds (without blocking the runtime), then
     /// reply [`Response::Slept`] with the worker's pid.
     Sleep(u64),
@@ -36,7 +37,7 @@ pub enum Response {
     /// The sum.
     Sum(u32),
     /// The echoed bytes.
-    Echo(Vec<u8>),
+    Echo(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Done sleeping; the pid of the worker that slept.
     Slept(u32),
     /// The worker's pid.

@@ -1,0 +1,136 @@
+//! How a job's outcome reaches its caller.
+//!
+//! A [`Responder`] travels with its job from `send` through the queue to a
+//! worker and back, and is consumed by the one place that learns the
+//! outcome, so a job is answered at most once. It is answered at least once
+//! too: a responder dropped unanswered (a teardown, a bug) answers
+//! [`Error::Closed`] on its way out, so no caller waits forever.
+//!
+//! A single `send` waits on a oneshot channel. A batch (`send_batch`) shares
+//! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
+//! caller is woken once, when the last one is in.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot};
+
+use crate::error::Error;
+
+/// A worker's answer to a job, still encoded.
+pub(crate) struct Reply {
+    /// Slot of the worker that answered.
+    pub(crate) worker: usize,
+    /// Its process id.
+    pub(crate) pid: u32,
+    /// The encoded reply (empty for one-way jobs).
+    pub(crate) payload: Bytes,
+}
+
+/// A job's outcome.
+pub(crate) type Outcome = Result<Reply, Error>;
+
+/// Delivers one job's outcome.
+pub(crate) struct Responder(Option<Target>);
+
+enum Target {
+    One(oneshot::Sender<Outcome>),
+    Batch(Arc<Batch>, usize),
+}
+
+impl Responder {
+    /// A responder for a single caller, and what that caller awaits.
+    pub(crate) fn one() -> (Self, oneshot::Receiver<Outcome>) {
+        let (sender, receiver) = oneshot::channel();
+        (Self(Some(Target::One(sender))), receiver)
+    }
+
+    /// Delivers the outcome. A caller that has gone away is not an error.
+    pub(crate) fn send(mut self, outcome: Outcome) {
+        match self.0.take() {
+            Some(Target::One(sender)) => {
+                let _ = sender.send(outcome);
+            }
+            Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
+            None => {}
+        }
+    }
+
+    /// Whether nobody waits for the outcome any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        match &self.0 {
+            Some(Target::One(sender)) => sender.is_closed(),
+            Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        // A dropped oneshot sender already tells its receiver; a batch slot
+        // must be filled or the batch would wait forever.
+        if let Some(Target::Batch(batch, index)) = self.0.take() {
+            batch.fill(index, Err(Error::Closed));
+        }
+    }
+}
+
+/// The outcomes of one batch, collected in submission order.
+pub(crate) struct Batch {
+    outcomes: Mutex<Vec<Option<Outcome>>>,
+    remaining: AtomicUsize,
+    done: Notify,
+    abandoned: AtomicBool,
+}
+
+impl Batch {
+    /// A batch of `size` jobs and one responder per job, in order.
+    pub(crate) fn new(size: usize) -> (Arc<Self>, Vec<Responder>) {
+        let batch = Arc::new(Self {
+            outcomes: Mutex::new((0..size).map(|_| None).collect()),
+            remaining: AtomicUsize::new(size),
+            done: Notify::new(),
+            abandoned: AtomicBool::new(false),
+        });
+        let responders = (0..size)
+            .map(|index| Responder(Some(Target::Batch(Arc::clone(&batch), index))))
+            .collect();
+        (batch, responders)
+    }
+
+    fn fill(&self, index: usize, outcome: Outcome) {
+        let mut outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot @ None) = outcomes.get_mut(index) {
+            *slot = Some(outcome);
+            drop(outcomes);
+            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.done.notify_one();
+            }
+        }
+    }
+
+    /// Waits for every outcome and returns them in order.
+    pub(crate) async fn outcomes(&self) -> Vec<Outcome> {
+        while self.remaining.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        let mut outcomes = self
+            .outcomes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        outcomes
+            .drain(..)
+            .map(|outcome| outcome.unwrap_or(Err(Error::Closed)))
+            .collect()
+    }
+
+    /// The caller gave up: jobs still queued are dropped, never sent.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+}
