@@ -41,7 +41,8 @@ fn bincode_options() -> impl Options {
 }
 
 /// Encodes a frame whose payload is `message`, serialized in place after the
-/// header: one allocation, no intermediate copy.
+/// header into a buffer sized for it up front: one allocation, no
+/// intermediate copy, whatever the message's size.
 ///
 /// Fails with [`CodecError::FrameTooLarge`] when the encoded frame would be
 /// longer than `max_frame_length`.
@@ -51,7 +52,17 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     message: &T,
     max_frame_length: usize,
 ) -> Result<Bytes, CodecError> {
-    let mut buf = BytesMut::with_capacity(64);
+    let size = bincode_options()
+        .serialized_size(message)
+        .map_err(|e| CodecError::Encode(e))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size > max_frame_length.saturating_sub(HEADER_LEN - LENGTH_LEN) {
+        return Err(CodecError::FrameTooLarge {
+            size: size.saturating_add(HEADER_LEN - LENGTH_LEN),
+            max: max_frame_length,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + size);
     put_header(&mut buf, kind, id);
     let mut writer = buf.writer();
     bincode_options()

@@ -6,6 +6,7 @@
 //! call per frame. Frames reach the writer through an [`Outbox`]. Host and
 //! worker use the same pieces.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -162,7 +163,8 @@ impl Outbox {
 
 /// Writes every encoded frame that arrives in the outbox to `writer` until
 /// all senders are gone, then shuts the write side down. Frames that are
-/// ready together go out in one write.
+/// ready together go out in one vectored write: one system call for the
+/// batch, and no copy of any frame, however large.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     mut outbox: OutboxReceiver,
     mut writer: W,
@@ -170,17 +172,8 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     let unwritten = Arc::clone(&outbox.unwritten);
     let result = async {
         let mut ready = Vec::with_capacity(WRITE_BATCH);
-        let mut batch = BytesMut::new();
         while outbox.queue.recv_many(&mut ready, WRITE_BATCH).await > 0 {
-            if let [single] = ready.as_slice() {
-                writer.write_all(single).await?;
-            } else {
-                batch.clear();
-                for frame in &ready {
-                    batch.extend_from_slice(frame);
-                }
-                writer.write_all(&batch).await?;
-            }
+            write_all_vectored(&mut writer, &ready).await?;
             if unwritten.count.fetch_sub(ready.len(), Ordering::AcqRel) == ready.len() {
                 unwritten.changed.notify_waiters();
             }
@@ -192,4 +185,24 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     unwritten.writer_gone.store(true, Ordering::Release);
     unwritten.changed.notify_waiters();
     result
+}
+
+/// Writes all of `frames` with as few vectored writes as the stream allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: &[Bytes],
+) -> std::io::Result<()> {
+    if let [frame] = frames {
+        return writer.write_all(frame).await;
+    }
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        let written = writer.write_vectored(remaining).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut remaining, written);
+    }
+    Ok(())
 }
