@@ -1,0 +1,430 @@
+//! ipc2 itself, through its public API only, against the bench's own worker
+//! (`ipc2_bench worker`).
+//!
+//! The measurements run in a child process (`ipc2_bench pool-suite`), for
+//! two reasons: the pinned variant must pin the whole host to CPU 0 before
+//! its tokio runtime exists (workers inherit the affinity), and the host's
+//! RSS must be that of a process that has done nothing but run ipc2. The
+//! child prints its figures as lines that [`Figures::absorb`] reads.
+//!
+//! Each figure is one small async function over a fresh pool, so that when
+//! the API grows (more jobs in flight per worker, a batch API) only that
+//! function changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc2_host::WorkerSet;
+use tokio::net::UnixListener;
+use tokio::task::JoinSet;
+
+use crate::messages::{BenchJob, BenchReply};
+use crate::proc::{BoxError, Result, pin_current_thread_to_cpu0, run_captured, self_exe};
+use crate::report::Figures;
+use crate::stats::{Budget, latency_percentiles, median, median_latency, rss_mib};
+use crate::worker::WORKER_COMMAND;
+use serde_bytes::ByteBuf;
+
+/// Hidden subcommand that runs the suite in a child.
+pub const CHILD_COMMAND: &str = "pool-suite";
+/// Worker counts of the jobs/s figures.
+pub const WORKER_COUNTS: [usize; 3] = [1, 2, 4];
+/// Jobs in flight per worker in the jobs/s figures (the pool's
+/// `max_in_flight_per_worker`, with that many sending tasks per worker).
+pub const CONCURRENCIES: [usize; 2] = [1, 64];
+/// Jobs per `send_batch` call in the batch figure.
+pub const BATCH_SIZE: usize = 10_000;
+/// Workers in the batch figure.
+const BATCH_WORKERS: usize = 2;
+/// Jobs in flight per worker in the batch figure.
+const BATCH_IN_FLIGHT: usize = 256;
+/// Bodies in flight (concurrent sends) in the echo figures.
+const ECHO_CONCURRENCY: usize = 4;
+/// Workers in the cold-start and RSS figures.
+const COLD_POOL: usize = 4;
+
+/// The pool every figure uses.
+type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
+
+/// Key of a jobs/s figure.
+pub fn jobs_key(workers: usize, concurrency: usize) -> String {
+    format!("ipc2.jobs.w{workers}.c{concurrency}")
+}
+
+/// Suffix of the figures measured on a current-thread host runtime.
+pub const CURRENT_THREAD: &str = ".current_thread";
+
+/// Runs the suite twice in child processes (unpinned: everything; pinned:
+/// the round trip) and records what they report.
+pub fn run(budget: &Budget, figures: &mut Figures) {
+    let limit = if budget.quick {
+        Duration::from_secs(90)
+    } else {
+        Duration::from_secs(240)
+    };
+    for variant in [None, Some("--pinned"), Some("--current-thread")] {
+        let mut args = vec![CHILD_COMMAND];
+        args.extend(budget.flag());
+        args.extend(variant);
+        match self_exe().and_then(|exe| run_captured(&exe, &args, limit)) {
+            Ok(output) => figures.absorb(&output.stdout),
+            Err(e) => figures.note(format!("ipc2 suite ({variant:?}) failed: {e}")),
+        }
+    }
+}
+
+/// The child: `pool-suite [--quick] [--pinned | --current-thread]`.
+pub fn suite_child(args: &[String]) -> Result<()> {
+    let pinned = args.iter().any(|a| a == "--pinned");
+    let current_thread = args.iter().any(|a| a == "--current-thread");
+    let budget = Budget::new(args.iter().any(|a| a == "--quick"));
+    if pinned {
+        // Before the runtime: its threads, the pool's spawner thread and the
+        // workers it forks all inherit this thread's affinity.
+        pin_current_thread_to_cpu0()?;
+    }
+    let exe = self_exe()?;
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        if pinned {
+            report(
+                "ipc2.rt.pinned",
+                send_latency(&budget, &exe).await.map(latency_pair),
+            );
+            return;
+        }
+        if current_thread {
+            let key = jobs_key(2, 64) + CURRENT_THREAD;
+            let rate = jobs_per_second(&budget, &exe, 2, 64).await;
+            report(&key, rate.map(|r| vec![("", r)]));
+            let rate = batch_rate(&budget, &exe).await;
+            report(
+                &format!("ipc2.batch{CURRENT_THREAD}"),
+                rate.map(|r| vec![("", r)]),
+            );
+            return;
+        }
+        report("ipc2.rss", host_rss(&budget, &exe).await);
+        report(
+            "ipc2.rt.unpinned",
+            send_latency(&budget, &exe).await.map(latency_pair),
+        );
+        for workers in WORKER_COUNTS {
+            for concurrency in CONCURRENCIES {
+                let rate = jobs_per_second(&budget, &exe, workers, concurrency).await;
+                report(&jobs_key(workers, concurrency), rate.map(|r| vec![("", r)]));
+            }
+        }
+        report(
+            "ipc2.batch",
+            batch_rate(&budget, &exe).await.map(|r| vec![("", r)]),
+        );
+        for (key, size, plain) in [
+            ("ipc2.echo_1kib", 1 << 10, false),
+            ("ipc2.echo_1mib", 1 << 20, false),
+            ("ipc2.echo_1mib_vec", 1 << 20, true),
+        ] {
+            let rate = echo_bandwidth(&budget, &exe, size, plain).await;
+            report(key, rate.map(|r| vec![("mb_per_s", r)]));
+        }
+        report("ipc2.cold4", cold_start(&budget, &exe).await);
+    });
+    Ok(())
+}
+
+/// Prints `prefix.name value` for each figure, or a note if it failed.
+fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
+    match figures {
+        Ok(figures) => {
+            for (name, value) in figures {
+                let key = if name.is_empty() {
+                    prefix.to_owned()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                println!("{}", Figures::line(&key, value));
+            }
+        }
+        Err(e) => println!("{}", Figures::note_line(&format!("{prefix} failed: {e}"))),
+    }
+}
+
+fn latency_pair((p50, p99): (f64, f64)) -> Vec<(&'static str, f64)> {
+    vec![("p50_us", p50), ("p99_us", p99)]
+}
+
+async fn start_pool(exe: &Path, workers: usize) -> Result<Pool> {
+    start_pool_with(exe, workers, 1).await
+}
+
+async fn start_pool_with(exe: &Path, workers: usize, in_flight: usize) -> Result<Pool> {
+    Ok(Pool::builder()
+        .worker_count(workers)
+        .worker_path(exe)
+        .arg(WORKER_COMMAND)
+        .max_in_flight_per_worker(in_flight)
+        .finish()
+        .await?)
+}
+
+/// Checks an `Add(a, b)` reply.
+fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
+    match reply {
+        BenchReply::Sum(sum) if sum == a.wrapping_add(b) => Ok(()),
+        other => Err(format!("Add({a}, {b}) answered with {other:?}").into()),
+    }
+}
+
+/// `send` round trip with one job in flight on a 1-worker pool: median p50
+/// and p99 in µs. A fresh pool per repetition (placement on CPUs varies
+/// from pool to pool, and the median should cover that).
+async fn send_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
+    let mut reps = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start_pool(exe, 1).await?;
+        let budget = *budget;
+        let task_pool = pool.clone();
+        // Measured from a runtime task, where an application's sends run.
+        let rep = tokio::spawn(async move {
+            let pool = task_pool;
+            let mut n = 0u32;
+            for _ in 0..budget.latency_warmup {
+                check_sum(pool.send(BenchJob::Add(n, 1)).await?, n, 1)?;
+                n = n.wrapping_add(1);
+            }
+            let mut samples = Vec::with_capacity(budget.latency_samples);
+            for _ in 0..budget.latency_samples {
+                let start = Instant::now();
+                let reply = pool.send(BenchJob::Add(n, 1)).await?;
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+                check_sum(reply, n, 1)?;
+                n = n.wrapping_add(1);
+            }
+            Ok::<_, BoxError>(latency_percentiles(&mut samples))
+        })
+        .await??;
+        reps.push(rep);
+        close(pool).await?;
+    }
+    Ok(median_latency(&reps))
+}
+
+/// Add jobs/s with `in_flight` jobs in flight per worker on a pool of
+/// `workers` (`in_flight × workers` tasks each looping `send`): median over
+/// repetitions, each on a fresh pool after a warm-up.
+async fn jobs_per_second(
+    budget: &Budget,
+    exe: &Path,
+    workers: usize,
+    in_flight: usize,
+) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start_pool_with(exe, workers, in_flight).await?;
+        add_loop(&pool, in_flight * workers, budget.warmup).await?;
+        rates.push(add_loop(&pool, in_flight * workers, budget.window).await?);
+        close(pool).await?;
+    }
+    Ok(median(rates))
+}
+
+/// Add jobs/s through `send_batch` ([`BATCH_SIZE`] jobs a call) on
+/// [`BATCH_WORKERS`] workers: median over repetitions.
+async fn batch_rate(budget: &Budget, exe: &Path) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start_pool_with(exe, BATCH_WORKERS, BATCH_IN_FLIGHT).await?;
+        batch_loop(&pool, budget.warmup).await?;
+        rates.push(batch_loop(&pool, budget.window).await?);
+        close(pool).await?;
+    }
+    Ok(median(rates))
+}
+
+/// Sends batches until `window` ends; returns jobs/s.
+async fn batch_loop(pool: &Pool, window: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut jobs = 0u64;
+    let mut n = 0u32;
+    while start.elapsed() < window {
+        let first = n;
+        let outcomes = pool
+            .send_batch((0..BATCH_SIZE as u32).map(|i| BenchJob::Add(first.wrapping_add(i), 1)))
+            .await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let a = first.wrapping_add(i as u32);
+            check_sum(outcome?, a, 1)?;
+        }
+        n = n.wrapping_add(BATCH_SIZE as u32);
+        jobs += BATCH_SIZE as u64;
+    }
+    Ok(jobs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `concurrency` tasks send Add jobs until `window` ends; returns jobs/s.
+async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let deadline = start + window;
+    let mut tasks = JoinSet::new();
+    for task in 0..concurrency as u32 {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            let mut n = 0u32;
+            while Instant::now() < deadline {
+                check_sum(pool.send(BenchJob::Add(task, n)).await?, task, n)?;
+                n += 1;
+            }
+            Ok::<_, BoxError>(u64::from(n))
+        });
+    }
+    let mut jobs = 0;
+    while let Some(done) = tasks.join_next().await {
+        jobs += done??;
+    }
+    Ok(jobs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Echo bodies of `size` bytes through 1 worker with
+/// [`ECHO_CONCURRENCY`] concurrent sends: median MB/s of bodies echoed
+/// (counted once), a fresh pool per repetition. `plain` sends a `Vec<u8>`
+/// (serde's byte-by-byte sequence) instead of a `serde_bytes::ByteBuf` (one byte string).
+async fn echo_bandwidth(budget: &Budget, exe: &Path, size: usize, plain: bool) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start_pool(exe, 1).await?;
+        echo_loop(&pool, size, plain, budget.warmup).await?;
+        rates.push(echo_loop(&pool, size, plain, budget.window).await?);
+        close(pool).await?;
+    }
+    Ok(median(rates) / 1e6)
+}
+
+/// Each task owns one body and sends it back and forth (the echoed body
+/// is the next job's), so no copy is made outside ipc2. Returns bytes/s.
+async fn echo_loop(pool: &Pool, size: usize, plain: bool, window: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let deadline = start + window;
+    let mut tasks = JoinSet::new();
+    for task in 0..ECHO_CONCURRENCY {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            let mut body = vec![task as u8; size];
+            let mut bodies = 0u64;
+            while Instant::now() < deadline {
+                let job = if plain {
+                    BenchJob::EchoVec(body)
+                } else {
+                    BenchJob::Echo(ByteBuf::from(body))
+                };
+                body = match pool.send(job).await? {
+                    BenchReply::EchoVec(bytes) if bytes.len() == size => bytes,
+                    BenchReply::Echo(bytes) if bytes.len() == size => bytes.into_vec(),
+                    other => return Err(format!("echo answered with {other:?}").into()),
+                };
+                bodies += 1;
+            }
+            Ok::<_, BoxError>(bodies)
+        });
+    }
+    let mut bodies = 0;
+    while let Some(done) = tasks.join_next().await {
+        bodies += done??;
+    }
+    Ok((bodies * size as u64) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Pool of [`COLD_POOL`] from `finish()` to ready, and to the first reply:
+/// median ms. The first start is a warm-up; each pool is torn down (its
+/// workers gone) before the next starts.
+async fn cold_start(budget: &Budget, exe: &Path) -> Result<Vec<(&'static str, f64)>> {
+    let mut ready = Vec::new();
+    let mut first_reply = Vec::new();
+    for rep in 0..=budget.spawn_reps {
+        let start = Instant::now();
+        let pool = start_pool(exe, COLD_POOL).await?;
+        let started = start.elapsed();
+        check_sum(pool.send(BenchJob::Add(2, 3)).await?, 2, 3)?;
+        let answered = start.elapsed();
+        close(pool).await?;
+        if rep > 0 {
+            ready.push(started.as_secs_f64() * 1e3);
+            first_reply.push(answered.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(vec![
+        ("ready_ms", median(ready)),
+        ("first_reply_ms", median(first_reply)),
+    ])
+}
+
+/// Host RSS: with only the runtime, with an idle pool of [`COLD_POOL`]
+/// just started, and the peak while 64 tasks send to it. Measured first,
+/// in a process that has done nothing else.
+async fn host_rss(budget: &Budget, exe: &Path) -> Result<Vec<(&'static str, f64)>> {
+    let baseline = rss_mib();
+    let pool = start_pool(exe, COLD_POOL).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = rss_mib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        let limit = Instant::now() + budget.window * 4 + Duration::from_secs(5);
+        tokio::spawn(async move {
+            let mut peak = rss_mib();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < limit {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                peak = peak.max(rss_mib());
+            }
+            peak
+        })
+    };
+    let load = add_loop(&pool, 64, budget.window).await;
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.await?;
+    load?;
+    close(pool).await?;
+    Ok(vec![
+        ("baseline_mib", baseline),
+        ("idle_mib", idle),
+        ("load_mib", peak),
+    ])
+}
+
+/// Drops `pool` and waits (at most 5 s) until its workers are gone, so
+/// that one measurement's teardown does not run into the next.
+async fn close(pool: Pool) -> Result<()> {
+    let pids = pool.worker_pids();
+    drop(pool);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| is_running(pid)) {
+        if Instant::now() >= deadline {
+            return Err(
+                format!("workers {pids:?} still running 5 s after the pool was dropped").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    match std::fs::read_to_string(path) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
