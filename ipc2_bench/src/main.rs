@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some(floor::CHILD_COMMAND) => floor::serve_child(&args[1..]),
         Some(pool::CHILD_COMMAND) => pool::suite_child(&args[1..]),
+        Some(pool::HOT_COMMAND) => pool::hot_child(&args[1..]),
         Some(worker::WORKER_COMMAND) => worker::run(),
         Some(worker::NOOP_COMMAND) => Ok(()),
         _ => match parse_options(&args) {

@@ -55,6 +55,8 @@ pub fn jobs_key(workers: usize, concurrency: usize) -> String {
 
 /// Suffix of the figures measured on a current-thread host runtime.
 pub const CURRENT_THREAD: &str = ".current_thread";
+/// Suffix of the figures measured with the pool's tasks on a dedicated thread.
+pub const DEDICATED_IO: &str = ".dedicated_io";
 
 /// Runs the suite twice in child processes (unpinned: everything; pinned:
 /// the round trip) and records what they report.
@@ -129,6 +131,11 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             "ipc2.batch",
             batch_rate(&budget, &exe).await.map(|r| vec![("", r)]),
         );
+        let rate = dedicated_io_rate(&budget, &exe).await;
+        report(
+            &(jobs_key(2, 64) + DEDICATED_IO),
+            rate.map(|r| vec![("", r)]),
+        );
         for (key, size, plain) in [
             ("ipc2.echo_1kib", 1 << 10, false),
             ("ipc2.echo_1mib", 1 << 20, false),
@@ -140,6 +147,54 @@ pub fn suite_child(args: &[String]) -> Result<()> {
         report("ipc2.cold4", cold_start(&budget, &exe).await);
     });
     Ok(())
+}
+
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch> <seconds>
+/// [--current-thread] [--dedicated-io]` runs one throughput scenario (2 workers) for that long
+/// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
+pub const HOT_COMMAND: &str = "pool-hot";
+
+/// The profiling loop; see [`HOT_COMMAND`].
+pub fn hot_child(args: &[String]) -> Result<()> {
+    let scenario = args.first().map(String::as_str).unwrap_or("jobs");
+    let seconds: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let window = Duration::from_secs_f64(seconds);
+    let dedicated = args.iter().any(|a| a == "--dedicated-io");
+    let runtime = if args.iter().any(|a| a == "--current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    let exe = self_exe()?;
+    runtime.block_on(async {
+        let rate = match scenario {
+            "batch" => {
+                let pool = hot_pool(&exe, BATCH_IN_FLIGHT, dedicated).await?;
+                batch_loop(&pool, window).await?
+            }
+            _ => {
+                let pool = hot_pool(&exe, 64, dedicated).await?;
+                add_loop(&pool, 128, window).await?
+            }
+        };
+        println!("{scenario}: {rate:.0} jobs/s");
+        Ok(())
+    })
+}
+
+async fn hot_pool(exe: &Path, in_flight: usize, dedicated: bool) -> Result<Pool> {
+    Ok(Pool::builder()
+        .worker_count(2)
+        .worker_path(exe)
+        .arg(WORKER_COMMAND)
+        .max_in_flight_per_worker(in_flight)
+        .dedicated_io_thread(dedicated)
+        .finish()
+        .await?)
 }
 
 /// Prints `prefix.name value` for each figure, or a note if it failed.
@@ -238,6 +293,19 @@ async fn jobs_per_second(
     Ok(median(rates))
 }
 
+/// Add jobs/s at 2 workers × 64 in flight with the pool's own tasks on a
+/// dedicated thread (`dedicated_io_thread(true)`): median over repetitions.
+async fn dedicated_io_rate(budget: &Budget, exe: &Path) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = hot_pool(exe, 64, true).await?;
+        add_loop(&pool, 128, budget.warmup).await?;
+        rates.push(add_loop(&pool, 128, budget.window).await?);
+        close(pool).await?;
+    }
+    Ok(median(rates))
+}
+
 /// Add jobs/s through `send_batch` ([`BATCH_SIZE`] jobs a call) on
 /// [`BATCH_WORKERS`] workers: median over repetitions.
 async fn batch_rate(budget: &Budget, exe: &Path) -> Result<f64> {
@@ -301,7 +369,7 @@ async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f
 async fn echo_bandwidth(budget: &Budget, exe: &Path, size: usize, plain: bool) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..budget.reps {
-        let pool = start_pool(exe, 1).await?;
+        let pool = start_pool_with(exe, 1, ECHO_CONCURRENCY).await?;
         echo_loop(&pool, size, plain, budget.warmup).await?;
         rates.push(echo_loop(&pool, size, plain, budget.window).await?);
         close(pool).await?;

@@ -280,6 +280,16 @@ fn rows() -> Vec<Row> {
             "multi-thread host",
         ),
         row(
+            "Add jobs/s, 2 workers, 64 in flight per worker, pool tasks on a dedicated thread",
+            "ipc2.jobs.w2.c64.dedicated_io",
+            "jobs/s",
+        )
+        .ratio(
+            "ipc2.jobs.w2.c64.dedicated_io",
+            IPC2_JOBS_2X64,
+            "on the caller's runtime",
+        ),
+        row(
             "`send_batch` of 10,000 Add jobs, 2 workers, 256 in flight per worker",
             "ipc2.batch",
             "jobs/s",
@@ -305,12 +315,12 @@ fn rows() -> Vec<Row> {
             "multi-thread host",
         ),
         row(
-            "echo 1 KiB bodies, 1 worker, 4 concurrent",
+            "echo 1 KiB bodies, 1 worker, 4 in flight",
             "ipc2.echo_1kib.mb_per_s",
             "MB/s",
         ),
         row(
-            "echo 1 MiB bodies, 1 worker, 4 concurrent",
+            "echo 1 MiB bodies, 1 worker, 4 in flight",
             "ipc2.echo_1mib.mb_per_s",
             "MB/s",
         )

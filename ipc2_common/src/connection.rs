@@ -22,9 +22,11 @@ use crate::protocol::Frame;
 /// Least free space offered to a read: enough to take many small frames at
 /// once.
 const READ_BUFFER: usize = 8 * 1024;
-/// A frame being read may double the buffer up to at least this much before
-/// growth is tied to the bytes already received.
-const GROWTH_FLOOR: usize = 64 * 1024;
+/// A frame being read may grow the buffer by up to this much before growth
+/// is tied to the bytes already received: large enough that a 1 MiB body is
+/// read into one buffer without regrowth copies, small enough that a length
+/// prefix alone cannot make this side set aside the whole frame limit.
+const GROWTH_FLOOR: usize = 1024 * 1024;
 /// Most frames taken from the queue for one write.
 const WRITE_BATCH: usize = 256;
 
@@ -73,9 +75,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 impl<R> FrameReader<R> {
     /// Ensures the buffer has room for the next read without letting a peer
-    /// make it allocate more than it sends: a large frame grows the buffer
-    /// geometrically with the bytes actually received (at most twice what
-    /// has arrived, plus [`GROWTH_FLOOR`]), never past the frame's own size,
+    /// make it allocate much more than it sends: a large frame grows the
+    /// buffer geometrically with the bytes actually received (at most twice
+    /// what has arrived, plus [`GROWTH_FLOOR`]), never past the frame's size,
     /// and in a fresh allocation of exactly that size (a plain `reserve`
     /// could double a large buffer past the frame limit).
     fn make_room(&mut self) {

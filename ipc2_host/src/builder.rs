@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::dispatch::Dispatch;
 use crate::error::Error;
 use crate::gate::Gate;
+use crate::io_thread::IoRuntime;
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
 use crate::supervisor::supervise;
@@ -30,6 +31,8 @@ use crate::workerset::{Inner, Shared, WorkerSet};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection has to send its handshake after connecting.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whether a pool's own tasks run on a dedicated thread by default.
+pub const DEFAULT_DEDICATED_IO_THREAD: bool = false;
 /// Connections that may be waiting for their handshake at once; past that
 /// the oldest is dropped, so silent strangers cannot use up the host's file
 /// descriptors.
@@ -88,6 +91,7 @@ pub(crate) struct Config {
     pub(crate) capture_output: bool,
     pub(crate) max_in_flight: usize,
     pub(crate) queue_capacity: Option<usize>,
+    pub(crate) dedicated_io_thread: bool,
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -109,6 +113,7 @@ pub struct WorkerSetBuilder<S, W, H> {
     capture_output: bool,
     max_in_flight: usize,
     queue_capacity: Option<usize>,
+    dedicated_io_thread: bool,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
@@ -136,6 +141,7 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             capture_output: false,
             max_in_flight: 1,
             queue_capacity: None,
+            dedicated_io_thread: DEFAULT_DEDICATED_IO_THREAD,
             _types: PhantomData,
         }
     }
@@ -292,6 +298,16 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// Run the pool's own tasks (accept loop, one reader and one writer per
+    /// worker) on a dedicated thread with a current-thread runtime, rather
+    /// than on the runtime that calls `finish()`. Default:
+    /// [`DEFAULT_DEDICATED_IO_THREAD`], chosen by `ipc2_bench` (see
+    /// BENCHMARKS.md).
+    pub fn dedicated_io_thread(mut self, dedicated: bool) -> Self {
+        self.dedicated_io_thread = dedicated;
+        self
+    }
+
     fn config(self) -> Result<Config, Error> {
         let worker_path = self
             .worker_path
@@ -322,6 +338,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             capture_output: self.capture_output,
             max_in_flight: self.max_in_flight,
             queue_capacity: self.queue_capacity,
+            dedicated_io_thread: self.dedicated_io_thread,
         })
     }
 }
@@ -345,11 +362,23 @@ where
                 source,
             })?;
         let socket_path = socket_dir.socket_path();
-        let listener = S::bind(&socket_path).map_err(|source| Error::Bind {
-            path: socket_path.clone(),
-            source,
-        })?;
-        let spawner = Spawner::start().map_err(|source| Error::Spawn {
+        let runtime = match config.dedicated_io_thread {
+            true => IoRuntime::dedicated().map_err(|source| Error::Spawn {
+                path: config.worker_path.clone(),
+                source,
+            })?,
+            false => IoRuntime::caller(),
+        };
+        // The listener and the children register with the runtime their
+        // tasks run on.
+        let listener = {
+            let _runtime = runtime.handle().enter();
+            S::bind(&socket_path).map_err(|source| Error::Bind {
+                path: socket_path.clone(),
+                source,
+            })?
+        };
+        let spawner = Spawner::start(runtime.handle().clone()).map_err(|source| Error::Spawn {
             path: config.worker_path.clone(),
             source,
         })?;
@@ -369,18 +398,19 @@ where
             config,
         });
 
-        let gate_task = tokio::spawn(gate.run(listener));
+        let tasks = runtime.handle();
+        let gate_task = tasks.spawn(gate.run(listener));
         let count = shared.config.worker_count;
         let (started, mut startups) = mpsc::channel(count);
         let supervisors = (0..count)
             .map(|slot| {
                 let task = supervise(Arc::clone(&shared), slot, started.clone());
-                tokio::spawn(task.instrument(tracing::info_span!("ipc2_worker_slot", slot)))
+                tasks.spawn(task.instrument(tracing::info_span!("ipc2_worker_slot", slot)))
             })
             .collect();
         drop(started);
         // From here on, dropping `inner` tears everything down.
-        let inner = Inner::new(shared, gate_task, supervisors, socket_dir);
+        let inner = Inner::new(shared, gate_task, supervisors, socket_dir, runtime);
         for _ in 0..count {
             match startups.recv().await {
                 Some(Ok(())) => {}

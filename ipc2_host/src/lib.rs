@@ -29,6 +29,7 @@
 //!   the host.
 //! - `responder` (private): how a job's outcome reaches its caller, alone
 //!   or as part of a batch.
+//! - `io_thread` (private): where the pool's own tasks run.
 //! - `gate` (private): the socket's accept loop and the handshake check.
 //! - `socket_dir` (private): the private directory the socket lives in.
 
@@ -38,6 +39,7 @@ pub mod builder;
 mod dispatch;
 pub mod error;
 mod gate;
+mod io_thread;
 mod responder;
 mod socket_dir;
 mod spawner;

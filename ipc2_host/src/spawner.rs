@@ -41,11 +41,10 @@ pub(crate) struct Spawner {
 }
 
 impl Spawner {
-    /// Starts the spawning thread. Must be called inside a tokio runtime: the
-    /// children are registered with it so they can be awaited.
-    pub(crate) fn start() -> io::Result<Self> {
+    /// Starts the spawning thread. Children are registered with `runtime`
+    /// so they can be awaited there.
+    pub(crate) fn start(runtime: tokio::runtime::Handle) -> io::Result<Self> {
         let (requests, incoming) = mpsc::channel::<Request>();
-        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("ipc2-spawner".into())
             .spawn(move || {

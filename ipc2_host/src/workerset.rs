@@ -28,6 +28,7 @@ use crate::builder::{Config, WorkerSetBuilder};
 use crate::dispatch::{Dispatch, Job};
 use crate::error::Error;
 use crate::gate::Gate;
+use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
@@ -380,6 +381,8 @@ pub(crate) struct Inner {
     supervisors: Mutex<Vec<JoinHandle<()>>>,
     /// Removed by `shutdown`, or when this struct drops.
     socket_dir: Mutex<Option<SocketDir>>,
+    /// Where the pool's tasks run; dropped after they are aborted.
+    _runtime: IoRuntime,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -394,12 +397,14 @@ impl Inner {
         gate_task: JoinHandle<()>,
         supervisors: Vec<JoinHandle<()>>,
         socket_dir: SocketDir,
+        runtime: IoRuntime,
     ) -> Self {
         Self {
             shared,
             gate_task,
             supervisors: Mutex::new(supervisors),
             socket_dir: Mutex::new(Some(socket_dir)),
+            _runtime: runtime,
         }
     }
 }
