@@ -74,6 +74,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 impl<R> FrameReader<R> {
+    /// Collects `first` and the frames already buffered behind it (up to
+    /// `max` in all) into `frames`, without reading: a burst of answers can
+    /// then be settled together. A malformed frame in the buffer is left for
+    /// the next [`FrameReader::next`] to report.
+    pub fn take_ready<'a>(
+        &mut self,
+        first: Frame,
+        frames: &'a mut Vec<Frame>,
+        max: usize,
+    ) -> &'a mut Vec<Frame> {
+        frames.push(first);
+        while frames.len() < max {
+            match self.codec.decode(&mut self.buffer) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        frames
+    }
+
     /// Ensures the buffer has room for the next read without letting a peer
     /// make it allocate much more than it sends: a large frame grows the
     /// buffer geometrically with the bytes actually received (at most twice

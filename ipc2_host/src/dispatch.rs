@@ -49,11 +49,10 @@ pub(crate) struct InFlight {
     pub(crate) deadline: Option<Instant>,
 }
 
-/// What the worker's supervisor should do after a job completed.
+/// What the worker's supervisor should do after jobs completed.
 pub(crate) struct Completed {
-    /// The job, or `None` for a job whose caller was already answered with a
-    /// timeout (its late reply is discarded).
-    pub(crate) job: Option<InFlight>,
+    /// An answer named a job the worker does not hold.
+    pub(crate) unknown: bool,
     /// The earliest deadline among the jobs the worker still holds.
     pub(crate) next_deadline: Option<Instant>,
     /// The worker reached `max_jobs_per_worker` and holds nothing: ask it to
@@ -74,9 +73,34 @@ enum Phase {
     Closed,
 }
 
+/// Hashes job ids. They are numbered by this process (a worker can only
+/// look them up, never insert one), so there is no flooding to defend
+/// against, and a multiply spreads sequential ids well at a fraction of
+/// SipHash's cost.
+#[derive(Default)]
+struct JobIdHasher(u64);
+
+impl std::hash::Hasher for JobIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type JobTable = HashMap<u64, InFlight, std::hash::BuildHasherDefault<JobIdHasher>>;
+
 struct LiveWorker {
     outbox: Outbox,
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: JobTable,
     /// Jobs that timed out without the worker being killed: their callers
     /// have their answer, but the worker is still busy with them.
     abandoned: Vec<u64>,
@@ -256,7 +280,7 @@ impl Dispatch {
         };
         let mut worker = LiveWorker {
             outbox,
-            in_flight: HashMap::new(),
+            in_flight: JobTable::default(),
             abandoned: Vec::new(),
             given: 0,
             with_deadline: 0,
@@ -274,10 +298,17 @@ impl Dispatch {
         self.free_places(freed);
     }
 
-    /// Worker `slot` answered job `id`: returns the job, and gives the worker
-    /// its next queued job. `None` if the worker does not hold that job (a
-    /// protocol violation).
-    pub(crate) fn complete(&self, slot: usize, id: u64) -> Option<Completed> {
+    /// Worker `slot` answered the jobs `ids`, in order: moves each job into
+    /// `done` (`None` for a job that had already timed out; its late answer
+    /// is to be discarded), and gives the worker its next queued jobs, all
+    /// under one lock. Stops at the first id the worker does not hold (a
+    /// protocol violation), reported as `unknown`.
+    pub(crate) fn complete(
+        &self,
+        slot: usize,
+        ids: impl IntoIterator<Item = u64>,
+        done: &mut Vec<Option<InFlight>>,
+    ) -> Completed {
         let mut state = self.lock();
         let State {
             phase,
@@ -285,17 +316,35 @@ impl Dispatch {
             slots,
             ..
         } = &mut *state;
-        let entry = slots.get_mut(slot)?;
-        let worker = entry.live.as_mut()?;
-        let job = match worker.take(id) {
-            Some(job) => Some(job),
-            None => {
-                let index = worker.abandoned.iter().position(|&late| late == id)?;
-                worker.abandoned.swap_remove(index);
-                None
-            }
+        let Some((entry, worker)) = slots
+            .get_mut(slot)
+            .and_then(|entry| entry.live.take().map(|worker| (entry, worker)))
+        else {
+            return Completed {
+                unknown: true,
+                next_deadline: None,
+                retire: false,
+            };
         };
-        entry.jobs_done += 1;
+        let mut worker = worker;
+        let mut unknown = false;
+        for id in ids {
+            let job = match worker.take(id) {
+                Some(job) => Some(job),
+                None => match worker.abandoned.iter().position(|&late| late == id) {
+                    Some(index) => {
+                        worker.abandoned.swap_remove(index);
+                        None
+                    }
+                    None => {
+                        unknown = true;
+                        break;
+                    }
+                },
+            };
+            entry.jobs_done += 1;
+            done.push(job);
+        }
         let mut freed = 0;
         if matches!(phase, Phase::Open | Phase::Draining) {
             freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
@@ -308,17 +357,18 @@ impl Dispatch {
             entry.state = WorkerState::Retiring;
         }
         let next_deadline = worker.next_deadline();
+        entry.live = Some(worker);
         let drained = *phase == Phase::Draining && state.is_idle();
         drop(state);
         self.free_places(freed);
         if drained {
             self.drained.notify_waiters();
         }
-        Some(Completed {
-            job,
+        Completed {
+            unknown,
             next_deadline,
             retire,
-        })
+        }
     }
 
     /// Takes the jobs of worker `slot` whose deadline has passed. Returns

@@ -52,6 +52,8 @@ use crate::workerset::Shared;
 /// How long a worker whose connection closed gets to exit on its own before
 /// it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Most answers taken from the read buffer and settled under one lock.
+const ANSWER_BATCH: usize = 256;
 /// How long replies already sent by a worker that exited are still read.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
@@ -250,12 +252,14 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     let mut retiring = false;
+    let mut frames = Vec::with_capacity(ANSWER_BATCH);
+    let mut done = Vec::with_capacity(ANSWER_BATCH);
 
     let end = loop {
         tokio::select! {
             biased;
             frame = reader.next() => match frame {
-                Ok(Some(frame)) => match answer(shared, slot, pid, frame) {
+                Ok(Some(frame)) => match answer(shared, slot, pid, reader.take_ready(frame, &mut frames, ANSWER_BATCH), &mut done) {
                     Ok(next) => {
                         if next.retire && !retiring {
                             retiring = true;
@@ -299,7 +303,8 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             // Collect replies the worker wrote before it died.
             let _ = tokio::time::timeout(DRAIN_GRACE, async {
                 while let Ok(Some(frame)) = reader.next().await {
-                    if answer(shared, slot, pid, frame).is_err() {
+                    let ready = reader.take_ready(frame, &mut frames, ANSWER_BATCH);
+                    if answer(shared, slot, pid, ready, &mut done).is_err() {
                         break;
                     }
                 }
@@ -366,46 +371,61 @@ struct Next {
     retire: bool,
 }
 
-/// Resolves the job a worker's frame answers. `Err` if the frame breaks the
-/// protocol.
-fn answer(shared: &Shared, slot: usize, pid: u32, frame: Frame) -> Result<Next, Arc<CodecError>> {
-    let Some(done) = shared.dispatch.complete(slot, frame.id) else {
-        return Err(Arc::new(CodecError::Malformed(
+/// Resolves the jobs a worker's frames answer (drained from `frames`),
+/// taking them from the routing table under one lock. `Err` if a frame
+/// breaks the protocol; the frames before it are still answered.
+fn answer(
+    shared: &Shared,
+    slot: usize,
+    pid: u32,
+    frames: &mut Vec<Frame>,
+    done: &mut Vec<Option<InFlight>>,
+) -> Result<Next, Arc<CodecError>> {
+    let completed = shared
+        .dispatch
+        .complete(slot, frames.iter().map(|frame| frame.id), done);
+    let mut violation = completed.unknown.then(|| {
+        Arc::new(CodecError::Malformed(
             "answer for a job this worker does not hold",
-        )));
-    };
-    let next = Next {
-        deadline: done.next_deadline,
-        retire: done.retire,
-    };
-    // A late answer to a job that already timed out: discard it.
-    let Some(InFlight { job, .. }) = done.job else {
-        return Ok(next);
-    };
-    let outcome = match (frame.kind, job.one_way) {
-        (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
-            worker: slot,
-            pid,
-            payload: frame.payload,
-        }),
-        (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
-        (FrameKind::JobFailed, _) => Err(Error::JobFailed {
-            worker: slot,
-            pid,
-            reason: String::from_utf8_lossy(&frame.payload).into_owned(),
-        }),
-        (kind, _) => {
-            let violation = Arc::new(CodecError::UnexpectedKind(kind as u8));
-            job.reply.send(Err(Error::Protocol {
+        ))
+    });
+    for (frame, held) in frames.drain(..).zip(done.drain(..)) {
+        // A late answer to a job that already timed out: discard it.
+        let Some(InFlight { job, .. }) = held else {
+            continue;
+        };
+        let outcome = match (frame.kind, job.one_way) {
+            (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
                 worker: slot,
                 pid,
-                source: Arc::clone(&violation),
-            }));
-            return Err(violation);
-        }
-    };
-    job.reply.send(outcome);
-    Ok(next)
+                payload: frame.payload,
+            }),
+            (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
+            (FrameKind::JobFailed, _) => Err(Error::JobFailed {
+                worker: slot,
+                pid,
+                reason: String::from_utf8_lossy(&frame.payload).into_owned(),
+            }),
+            (kind, _) => {
+                let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
+                violation.get_or_insert_with(|| Arc::clone(&source));
+                Err(Error::Protocol {
+                    worker: slot,
+                    pid,
+                    source,
+                })
+            }
+        };
+        job.reply.send(outcome);
+    }
+    frames.clear();
+    match violation {
+        Some(violation) => Err(violation),
+        None => Ok(Next {
+            deadline: completed.next_deadline,
+            retire: completed.retire,
+        }),
+    }
 }
 
 /// Settles a job held by a worker that is gone: another attempt if retries
