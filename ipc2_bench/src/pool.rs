@@ -149,7 +149,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt> <seconds>
 /// [--current-thread] [--dedicated-io]` runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
 pub const HOT_COMMAND: &str = "pool-hot";
@@ -175,6 +175,10 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "batch" => {
                 let pool = hot_pool(&exe, BATCH_IN_FLIGHT, dedicated).await?;
                 batch_loop(&pool, window).await?
+            }
+            "rtt" => {
+                let pool = start_pool(&exe, 1).await?;
+                add_loop(&pool, 1, window).await?
             }
             _ => {
                 let pool = hot_pool(&exe, 64, dedicated).await?;

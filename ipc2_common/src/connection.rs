@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::Decoder;
 
@@ -194,7 +195,24 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     let unwritten = Arc::clone(&outbox.unwritten);
     let result = async {
         let mut ready = Vec::with_capacity(WRITE_BATCH);
+        // A multi-thread runtime runs a freshly woken task next (its "LIFO
+        // slot"), so this task, woken by the first frame, would write it
+        // alone before the tasks about to queue more get to run: one system
+        // call per frame. There, yield once to let them queue theirs into
+        // this write. A current-thread runtime already runs it after them,
+        // and a yield would only cost an extra turn of its I/O driver.
+        let coalesce = tokio::runtime::Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
         while outbox.queue.recv_many(&mut ready, WRITE_BATCH).await > 0 {
+            if coalesce && ready.len() < WRITE_BATCH {
+                tokio::task::yield_now().await;
+                while ready.len() < WRITE_BATCH {
+                    match outbox.queue.try_recv() {
+                        Ok(frame) => ready.push(frame),
+                        Err(_) => break,
+                    }
+                }
+            }
             write_all_vectored(&mut writer, &ready).await?;
             if unwritten.count.fetch_sub(ready.len(), Ordering::AcqRel) == ready.len() {
                 unwritten.changed.notify_waiters();
