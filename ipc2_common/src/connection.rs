@@ -7,13 +7,13 @@
 //! worker use the same pieces.
 
 use std::io::IoSlice;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::RuntimeFlavor;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
 
 use crate::codec::FrameCodec;
@@ -28,8 +28,11 @@ const READ_BUFFER: usize = 8 * 1024;
 /// read into one buffer without regrowth copies, small enough that a length
 /// prefix alone cannot make this side set aside the whole frame limit.
 const GROWTH_FLOOR: usize = 1024 * 1024;
-/// Most frames taken from the queue for one write.
+/// Below this many ready frames, a writer on a multi-thread runtime yields
+/// once to let more arrive (see [`write_frames`]).
 const WRITE_BATCH: usize = 256;
+/// Most buffers handed to one vectored write (Linux allows 1024).
+const MAX_IOVECS: usize = 512;
 
 /// Reads frames from a stream.
 pub struct FrameReader<R> {
@@ -117,65 +120,90 @@ impl<R> FrameReader<R> {
 
 /// Where a connection's outgoing frames wait for the writer task.
 ///
-/// Cheap to clone; every clone feeds the same [`write_frames`] task. Besides
-/// queueing, it counts frames not yet written so that a side about to stop
-/// can wait until what it queued is on the wire ([`Outbox::flushed`]).
+/// Cheap to clone (one reference count); every clone feeds the same
+/// [`write_frames`] task, which ends once every clone is gone and all their
+/// frames are written. Frames queue in a plain vector behind a short lock:
+/// the writer swaps the whole vector out in one step, and only the frame
+/// that finds the queue empty wakes it. Besides queueing, the outbox counts
+/// frames not yet written so that a side about to stop can wait until what
+/// it queued is on the wire ([`Outbox::flushed`]).
 #[derive(Clone, Debug)]
-pub struct Outbox {
-    queue: mpsc::UnboundedSender<Bytes>,
-    unwritten: Arc<Unwritten>,
-}
+pub struct Outbox(Arc<SenderHandle>);
 
 /// The writer's end of an [`Outbox`].
 #[derive(Debug)]
-pub struct OutboxReceiver {
-    queue: mpsc::UnboundedReceiver<Bytes>,
-    unwritten: Arc<Unwritten>,
-}
+pub struct OutboxReceiver(Arc<Shared>);
+
+/// Dropping the last one closes the outbox.
+#[derive(Debug)]
+struct SenderHandle(Arc<Shared>);
 
 #[derive(Debug, Default)]
-struct Unwritten {
-    count: AtomicUsize,
+struct Shared {
+    queue: Mutex<Vec<Bytes>>,
+    /// Frames arrived in an empty queue, or the last sender left.
+    ready: Notify,
+    closed: AtomicBool,
+    /// Set (under the queue's lock) when the writer stops.
     writer_gone: AtomicBool,
+    unwritten: AtomicUsize,
+    /// `unwritten` reached zero, or the writer stopped.
     changed: Notify,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Vec<Bytes>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+    }
 }
 
 impl Outbox {
     /// A new outbox and the receiver to hand to [`write_frames`].
     pub fn channel() -> (Self, OutboxReceiver) {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let unwritten = Arc::new(Unwritten::default());
+        let shared = Arc::new(Shared::default());
         (
-            Self {
-                queue,
-                unwritten: Arc::clone(&unwritten),
-            },
-            OutboxReceiver {
-                queue: receiver,
-                unwritten,
-            },
+            Self(Arc::new(SenderHandle(Arc::clone(&shared)))),
+            OutboxReceiver(shared),
         )
     }
 
     /// Queues an encoded frame. Fails (giving the frame back) when the writer
     /// has stopped.
     pub fn send(&self, frame: Bytes) -> Result<(), Bytes> {
-        self.unwritten.count.fetch_add(1, Ordering::AcqRel);
-        self.queue.send(frame).map_err(|e| {
-            self.unwritten.count.fetch_sub(1, Ordering::AcqRel);
-            e.0
-        })
+        let shared = &self.0.0;
+        let mut queue = shared.queue();
+        if shared.writer_gone.load(Ordering::Acquire) {
+            return Err(frame);
+        }
+        shared.unwritten.fetch_add(1, Ordering::AcqRel);
+        let was_empty = queue.is_empty();
+        queue.push(frame);
+        drop(queue);
+        if was_empty {
+            shared.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Resolves once every frame queued so far has been written, or the
     /// writer has stopped.
     pub async fn flushed(&self) {
+        let shared = &self.0.0;
         loop {
-            let changed = self.unwritten.changed.notified();
+            let changed = shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.unwritten.count.load(Ordering::Acquire) == 0
-                || self.unwritten.writer_gone.load(Ordering::Acquire)
+            if shared.unwritten.load(Ordering::Acquire) == 0
+                || shared.writer_gone.load(Ordering::Acquire)
             {
                 return;
             }
@@ -184,46 +212,60 @@ impl Outbox {
     }
 }
 
-/// Writes every encoded frame that arrives in the outbox to `writer` until
-/// all senders are gone, then shuts the write side down. Frames that are
-/// ready together go out in one vectored write: one system call for the
-/// batch, and no copy of any frame, however large.
+/// Writes every frame queued in the outbox to `writer` until all senders
+/// are gone and their frames written, then shuts the write side down.
+/// Frames that are ready together go out in one vectored write: one system
+/// call for the batch, and no copy of any frame, however large.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
-    mut outbox: OutboxReceiver,
+    outbox: OutboxReceiver,
     mut writer: W,
 ) -> std::io::Result<()> {
-    let unwritten = Arc::clone(&outbox.unwritten);
+    let shared = outbox.0;
+    // A multi-thread runtime runs a freshly woken task next (its "LIFO
+    // slot"), so this task, woken by the first frame, would write it alone
+    // before the tasks about to queue more get to run: one system call per
+    // frame. There, yield once to let them queue theirs into this write. A
+    // current-thread runtime already runs it after them, and a yield would
+    // only cost an extra turn of its I/O driver.
+    let coalesce = tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let mut ready: Vec<Bytes> = Vec::new();
     let result = async {
-        let mut ready = Vec::with_capacity(WRITE_BATCH);
-        // A multi-thread runtime runs a freshly woken task next (its "LIFO
-        // slot"), so this task, woken by the first frame, would write it
-        // alone before the tasks about to queue more get to run: one system
-        // call per frame. There, yield once to let them queue theirs into
-        // this write. A current-thread runtime already runs it after them,
-        // and a yield would only cost an extra turn of its I/O driver.
-        let coalesce = tokio::runtime::Handle::try_current()
-            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
-        while outbox.queue.recv_many(&mut ready, WRITE_BATCH).await > 0 {
+        loop {
+            loop {
+                let arrived = shared.ready.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                std::mem::swap(&mut *shared.queue(), &mut ready);
+                if !ready.is_empty() {
+                    break;
+                }
+                if shared.closed.load(Ordering::Acquire) {
+                    return writer.shutdown().await;
+                }
+                arrived.await;
+            }
             if coalesce && ready.len() < WRITE_BATCH {
                 tokio::task::yield_now().await;
-                while ready.len() < WRITE_BATCH {
-                    match outbox.queue.try_recv() {
-                        Ok(frame) => ready.push(frame),
-                        Err(_) => break,
-                    }
-                }
+                ready.append(&mut shared.queue());
             }
-            write_all_vectored(&mut writer, &ready).await?;
-            if unwritten.count.fetch_sub(ready.len(), Ordering::AcqRel) == ready.len() {
-                unwritten.changed.notify_waiters();
+            for frames in ready.chunks(MAX_IOVECS) {
+                write_all_vectored(&mut writer, frames).await?;
             }
+            let written = ready.len();
             ready.clear();
+            if shared.unwritten.fetch_sub(written, Ordering::AcqRel) == written {
+                shared.changed.notify_waiters();
+            }
         }
-        writer.shutdown().await
     }
     .await;
-    unwritten.writer_gone.store(true, Ordering::Release);
-    unwritten.changed.notify_waiters();
+    {
+        let mut queue = shared.queue();
+        shared.writer_gone.store(true, Ordering::Release);
+        queue.clear();
+    }
+    shared.changed.notify_waiters();
     result
 }
 
