@@ -202,3 +202,39 @@ async fn large_bodies_travel_both_ways() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pool_on_a_dedicated_io_thread_serves_and_cleans_up() {
+    within(30, async {
+        let workers = builder()
+            .worker_count(2)
+            .max_in_flight_per_worker(4)
+            .dedicated_io_thread(true)
+            .job_timeout(Duration::from_secs(20))
+            .finish()
+            .await
+            .unwrap();
+        let outcomes = workers
+            .send_batch((0..200u32).map(|i| Request::Add(i, i)))
+            .await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            assert_eq!(outcome.unwrap(), Response::Sum(2 * i as u32));
+        }
+        assert!(matches!(
+            workers.send(Request::Exit(4)).await,
+            Err(Error::WorkerDied { .. })
+        ));
+        assert!(eventually(Duration::from_secs(10), || workers.worker_pids().len() == 2).await);
+        let pids = workers.worker_pids();
+        let dir = workers.socket_path().parent().unwrap().to_path_buf();
+        drop(workers);
+        assert!(!dir.exists());
+        assert!(
+            eventually(Duration::from_secs(5), || pids
+                .iter()
+                .all(|&pid| !test_common::process::is_running(pid)))
+            .await
+        );
+    })
+    .await;
+}
