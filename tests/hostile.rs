@@ -57,8 +57,9 @@ use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
 use test_common::pools::{BehaviourPool, eventually, within};
 use test_common::process::is_running;
+use test_common::stranger::closed_by_host;
 use test_common::{HostMessage, WorkerMessage};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
 // ---------------------------------------------------------------------------
@@ -1106,23 +1107,6 @@ fn never_connects() -> &'static Path {
         .map(Path::new)
         .find(|path| path.exists())
         .unwrap_or_else(|| panic!("no sleep binary"))
-}
-
-/// Waits until the host closes `stream`; returns what it sent first.
-async fn closed_by_host(mut stream: UnixStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 256];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the host kept the impostor's connection open");
-    received
 }
 
 /// A same-user process reads a spawned worker's secret from its environment

@@ -11,7 +11,8 @@ use ipc2_host::workerset::WorkerSet;
 use test_common::HostMessage;
 use test_common::binaries::worker_binary;
 use test_common::pools::{SeedPool, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use test_common::stranger::closed_by_host;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 /// A pool whose handshake deadline is long, so a prompt disconnect proves a
@@ -24,24 +25,6 @@ async fn patient_pool() -> SeedPool {
         .finish()
         .await
         .unwrap()
-}
-
-/// Waits until the host closes `stream`; panics if it has not within 10 s.
-/// Returns the bytes the host sent before closing (must be none).
-async fn closed_by_host(mut stream: UnixStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 256];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the host kept a stranger's connection open");
-    received
 }
 
 async fn jobs_still_flow(workers: &SeedPool) {

@@ -88,15 +88,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
         pin_current_thread_to_cpu0()?;
     }
     let exe = self_exe()?;
-    let runtime = if current_thread {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    let runtime = host_runtime(current_thread)?;
     runtime.block_on(async {
         if pinned {
             report(
@@ -160,15 +152,7 @@ pub fn hot_child(args: &[String]) -> Result<()> {
     let seconds: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let window = Duration::from_secs_f64(seconds);
     let dedicated = args.iter().any(|a| a == "--dedicated-io");
-    let runtime = if args.iter().any(|a| a == "--current-thread") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    let runtime = host_runtime(args.iter().any(|a| a == "--current-thread"))?;
     let exe = self_exe()?;
     runtime.block_on(async {
         let rate = match scenario {
@@ -199,6 +183,17 @@ async fn hot_pool(exe: &Path, in_flight: usize, dedicated: bool) -> Result<Pool>
         .dedicated_io_thread(dedicated)
         .finish()
         .await?)
+}
+
+/// The host's runtime: tokio's default multi-thread one, as under
+/// `#[tokio::main]`, or a current-thread one.
+fn host_runtime(current_thread: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
 }
 
 /// Prints `prefix.name value` for each figure, or a note if it failed.

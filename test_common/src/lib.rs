@@ -7,6 +7,7 @@
 //! - [`process`]: bounded waits on processes and paths, via `/proc`.
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
+//! - [`stranger`]: what a process that is not a worker sees on the socket.
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod behaviour;
 pub mod binaries;
 pub mod pools;
 pub mod process;
+pub mod stranger;
 
 use serde::{Deserialize, Serialize};
 
