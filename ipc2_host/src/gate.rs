@@ -117,15 +117,19 @@ impl Gate {
                     if task.is_finished() {
                         continue;
                     }
-                    let mut pending = self.pending();
-                    pending.push_back((id, task.abort_handle()));
-                    while pending.len() > MAX_PENDING {
-                        if let Some((_, oldest)) = pending.pop_front() {
-                            tracing::debug!(
-                                "too many connections in their handshake; dropping the oldest"
-                            );
-                            oldest.abort();
-                        }
+                    let evicted = {
+                        let mut pending = self.pending();
+                        pending.push_back((id, task.abort_handle()));
+                        let excess = pending.len().saturating_sub(MAX_PENDING);
+                        pending.drain(..excess).collect::<Vec<_>>()
+                    };
+                    // Aborted outside the lock: an aborted task's guard
+                    // takes it to remove itself.
+                    for (_, oldest) in evicted {
+                        tracing::debug!(
+                            "too many connections in their handshake; dropping the oldest"
+                        );
+                        oldest.abort();
                     }
                 }
                 // Out of descriptors or a connection reset before accept:
