@@ -112,6 +112,13 @@ impl<R> FrameReader<R> {
             return;
         }
         let grow = missing.min(buffered.max(GROWTH_FLOOR)).max(READ_BUFFER);
+        if buffered == 0 && grow == READ_BUFFER {
+            // The common case: an empty buffer, small frames. `reserve`
+            // takes the old allocation back when the frames cut from it are
+            // gone, instead of allocating anew.
+            self.buffer.reserve(READ_BUFFER);
+            return;
+        }
         let mut fresh = BytesMut::with_capacity(buffered + grow);
         fresh.extend_from_slice(&self.buffer);
         self.buffer = fresh;

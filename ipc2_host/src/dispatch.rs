@@ -37,6 +37,10 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
     pub(crate) attempts: u32,
+    /// Keep the encoded frame while a worker holds the job, to send it again
+    /// if that worker dies (retries are on). Otherwise the frame goes to the
+    /// worker's outbox without a copy of its handle.
+    pub(crate) keep_frame: bool,
     pub(crate) reply: Responder,
     /// Whether the job holds a place in a bounded queue, to give back when
     /// it leaves the queue.
@@ -627,7 +631,11 @@ impl LiveWorker {
 
     /// Sends `job` to this worker; gives it back if the connection is gone.
     fn start(&mut self, mut job: Job) -> Result<(), Job> {
-        if let Err(frame) = self.outbox.send(job.frame.clone()) {
+        let frame = match job.keep_frame {
+            true => job.frame.clone(),
+            false => std::mem::take(&mut job.frame),
+        };
+        if let Err(frame) = self.outbox.send(frame) {
             job.frame = frame;
             return Err(job);
         }

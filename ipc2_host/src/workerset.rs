@@ -272,6 +272,7 @@ where
             id,
             frame,
             one_way: kind == FrameKind::OneWayJob,
+            keep_frame: shared.config.max_attempts > 1,
         })
     }
 
@@ -322,6 +323,7 @@ struct Encoded {
     id: u64,
     frame: Bytes,
     one_way: bool,
+    keep_frame: bool,
 }
 
 impl Encoded {
@@ -332,6 +334,7 @@ impl Encoded {
             one_way: self.one_way,
             timeout,
             attempts: 0,
+            keep_frame: self.keep_frame,
             reply,
             holds_place,
         }
