@@ -150,8 +150,9 @@ where
     W: DeserializeOwned + Send + 'static,
     H: Serialize + Send + 'static,
 {
-    /// Runs `message` on a worker that is not busy (waiting in a queue while
-    /// all are) and returns its reply.
+    /// Runs `message` on the least-loaded worker with room (by default, one
+    /// that is not running a job; waiting in a queue while none has room)
+    /// and returns its reply.
     ///
     /// Errors: [`Error::WorkerDied`] if the worker died while on the job,
     /// [`Error::NoReply`] if it dropped the reply sender,
