@@ -14,11 +14,14 @@ use tokio::net::UnixListener;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    // 1. The seed's worker: add and subtract.
+    // 1. The seed's worker: add and subtract. (`worker_binary` runs
+    // `cargo build -p worker_test` the first time, so it stays out of the
+    // start-up time.)
+    let worker = test_common::binaries::worker_binary("worker_test");
     let started = Instant::now();
     let workers: WorkerSet<UnixListener, u32, HostMessage> = WorkerSet::builder()
         .worker_count(4)
-        .worker_path(test_common::binaries::worker_binary("worker_test"))
+        .worker_path(worker)
         .finish()
         .await?;
     println!(
