@@ -257,7 +257,24 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
 
     let end = loop {
         tokio::select! {
+            // Deadlines first: a worker that keeps the reader busy with
+            // answers must not postpone another job's timeout.
             biased;
+            () = timer.as_mut(), if armed.is_some() => {
+                let kill = config.kill_on_timeout;
+                let (expired, next) = shared.dispatch.expire(slot, Instant::now(), !kill);
+                let kill = kill && !expired.is_empty();
+                for held in expired {
+                    let after = held.job.timeout.unwrap_or_default();
+                    tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
+                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
+                }
+                armed = None;
+                if kill {
+                    break End::TimedOut;
+                }
+                rearm(timer.as_mut(), &mut armed, next);
+            }
             frame = reader.next() => match frame {
                 Ok(Some(frame)) => match answer(shared, slot, pid, reader.take_ready(frame, &mut frames, ANSWER_BATCH), &mut done) {
                     Ok(next) => {
@@ -278,21 +295,6 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
                 Err(violation) => break End::Violation(Arc::new(violation)),
             },
             status = process.wait() => break End::Exited(status),
-            () = timer.as_mut(), if armed.is_some() => {
-                let kill = config.kill_on_timeout;
-                let (expired, next) = shared.dispatch.expire(slot, Instant::now(), !kill);
-                let kill = kill && !expired.is_empty();
-                for held in expired {
-                    let after = held.job.timeout.unwrap_or_default();
-                    tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
-                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
-                }
-                armed = None;
-                if kill {
-                    break End::TimedOut;
-                }
-                rearm(timer.as_mut(), &mut armed, next);
-            }
             () = wake.notified() => rearm(timer.as_mut(), &mut armed, shared.dispatch.next_deadline(slot)),
         }
     };
