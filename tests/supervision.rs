@@ -367,7 +367,9 @@ async fn graceful_shutdown_finishes_queued_and_running_jobs() {
         let jobs: Vec<_> = (0..6)
             .map(|_| {
                 let workers = workers.clone();
-                tokio::spawn(async move { workers.send(Request::Sleep(200)).await })
+                // Long enough that all six are queued or running together
+                // even on a loaded machine.
+                tokio::spawn(async move { workers.send(Request::Sleep(1_000)).await })
             })
             .collect();
         // Wait until all six are queued or running.

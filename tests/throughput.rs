@@ -45,7 +45,9 @@ async fn several_jobs_in_flight_go_to_the_least_loaded_worker() {
         let jobs: Vec<_> = (0..4)
             .map(|_| {
                 let workers = workers.clone();
-                tokio::spawn(async move { workers.send(Request::Sleep(400)).await })
+                // Long enough that all four are in flight together even on
+                // a loaded machine.
+                tokio::spawn(async move { workers.send(Request::Sleep(2_000)).await })
             })
             .collect();
         // Least-loaded first: two each, not four on one.
@@ -97,7 +99,9 @@ async fn a_full_queue_makes_send_wait_and_try_send_fail() {
             .finish()
             .await
             .unwrap();
-        let mut busy = pin!(workers.send(Request::Sleep(500)));
+        // Busy long enough for the two tasks below to queue behind it even on
+        // a loaded machine.
+        let mut busy = pin!(workers.send(Request::Sleep(2_000)));
         poll_once(&mut busy).await;
         let queued: Vec<_> = (0..2)
             .map(|i| {
