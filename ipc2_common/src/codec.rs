@@ -127,11 +127,6 @@ impl FrameCodec {
         Self { max_frame_length }
     }
 
-    /// The limit in force.
-    pub fn max_frame_length(&self) -> usize {
-        self.max_frame_length
-    }
-
     /// Bytes still missing from the frame at the start of `src`, once its
     /// length prefix has arrived; `None` before that.
     pub fn missing(&self, src: &[u8]) -> Option<usize> {

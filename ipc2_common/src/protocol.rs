@@ -75,10 +75,6 @@ impl FrameKind {
         })
     }
 
-    /// Whether a worker may send this kind to a host.
-    pub fn is_from_worker(self) -> bool {
-        (self as u8) >= 0x10
-    }
 }
 
 /// One decoded frame.

@@ -34,11 +34,6 @@ impl Secret {
         &self.0
     }
 
-    /// Wraps bytes received in a handshake.
-    pub fn from_bytes(bytes: [u8; SECRET_LEN]) -> Self {
-        Self(bytes)
-    }
-
     /// Hex encoding, for the worker's environment.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
