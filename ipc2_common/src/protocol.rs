@@ -74,7 +74,6 @@ impl FrameKind {
             _ => return None,
         })
     }
-
 }
 
 /// One decoded frame.
