@@ -1,7 +1,6 @@
 //! Failure semantics: every job resolves, with an error that says what
 //! happened, and the pool keeps serving.
 
-use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -10,26 +9,11 @@ use ipc2_host::Error;
 use ipc2_host::workerset::WorkerSet;
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
-use test_common::pools::{behaviour_pool, eventually, within};
-use test_common::process::is_running;
+use test_common::pools::{behaviour_pool, eventually, pid_of, poll_once, within};
+use test_common::process::{is_running, kill};
 use tokio::net::UnixListener;
 
 /// Polls `future` once, so a `send` has handed its job to the pool.
-async fn poll_once<F: Future + Unpin>(future: &mut F) {
-    tokio::select! {
-        biased;
-        _ = future => panic!("the job finished before the test expected"),
-        _ = std::future::ready(()) => {}
-    }
-}
-
-async fn pid_of(workers: &test_common::pools::BehaviourPool) -> u32 {
-    match workers.send(Request::Pid).await.unwrap() {
-        Response::Pid(pid) => pid,
-        other => panic!("expected a pid, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn worker_killed_mid_job_fails_that_job_and_pool_recovers() {
     within(30, async {
@@ -37,11 +21,7 @@ async fn worker_killed_mid_job_fails_that_job_and_pool_recovers() {
         let pid = pid_of(&workers).await;
         let mut job = pin!(workers.send(Request::Sleep(60_000)));
         poll_once(&mut job).await;
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid as i32).unwrap(),
-            rustix::process::Signal::KILL,
-        )
-        .unwrap();
+        kill(pid);
         match job.await {
             Err(Error::WorkerDied {
                 worker,

@@ -55,8 +55,8 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
-use test_common::pools::{BehaviourPool, eventually, within};
-use test_common::process::is_running;
+use test_common::pools::{BehaviourPool, eventually, pid_of, within};
+use test_common::process::{is_running, kill};
 use test_common::stranger::closed_by_host;
 use test_common::{HostMessage, WorkerMessage};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -923,25 +923,6 @@ async fn connect(path: &Path) -> UnixStream {
             }
             Err(error) => panic!("could not connect to {}: {error}", path.display()),
         }
-    }
-}
-
-async fn pid_of(workers: &BehaviourPool) -> u32 {
-    match workers.send(Request::Pid).await {
-        Ok(Response::Pid(pid)) => pid,
-        other => panic!("expected a pid, got {other:?}"),
-    }
-}
-
-fn kill(pid: u32) {
-    let Some(process) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        panic!("not a pid: {pid}");
-    };
-    if let Err(error) = rustix::process::kill_process(process, rustix::process::Signal::KILL) {
-        panic!("could not kill {pid}: {error}");
     }
 }
 

@@ -10,24 +10,10 @@ use ipc2_host::workerset::WorkerSet;
 use ipc2_host::{Error, WorkerState};
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
-use test_common::pools::{BehaviourPool, behaviour_pool, eventually, within};
-use test_common::process::is_running;
-
-fn builder() -> ipc2_host::WorkerSetBuilder<tokio::net::UnixListener, Response, Request> {
-    WorkerSet::builder().worker_path(worker_binary("behaviour_worker"))
-}
-
-async fn pid_of(workers: &BehaviourPool) -> u32 {
-    match workers.send(Request::Pid).await.unwrap() {
-        Response::Pid(pid) => pid,
-        other => panic!("expected a pid, got {other:?}"),
-    }
-}
-
-fn kill(pid: u32) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-}
+use test_common::pools::{
+    behaviour_builder as builder, behaviour_pool, eventually, pid_of, poll_once, within,
+};
+use test_common::process::{is_running, kill};
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -276,11 +262,7 @@ async fn retries_rescue_a_job_whose_worker_was_killed() {
             .unwrap();
         let first = workers.worker_pids()[0];
         let mut job = pin!(workers.send(Request::Sleep(500)));
-        tokio::select! {
-            biased;
-            _ = &mut job => panic!("finished too early"),
-            _ = std::future::ready(()) => {}
-        }
+        poll_once(&mut job).await;
         kill(first);
         match job.await.unwrap() {
             Response::Slept(pid) => assert_ne!(pid, first),

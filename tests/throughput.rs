@@ -6,24 +6,12 @@ use std::pin::pin;
 use std::time::Duration;
 
 use ipc2_host::Error;
-use ipc2_host::workerset::WorkerSet;
 use test_common::behaviour::{Request, Response};
-use test_common::binaries::worker_binary;
-use test_common::pools::{BehaviourPool, behaviour_pool, eventually, within};
-
-fn builder() -> ipc2_host::WorkerSetBuilder<tokio::net::UnixListener, Response, Request> {
-    WorkerSet::builder().worker_path(worker_binary("behaviour_worker"))
-}
+use test_common::pools::{
+    BehaviourPool, behaviour_builder as builder, behaviour_pool, eventually, poll_once, within,
+};
 
 /// Polls `future` once; panics if it is already done.
-async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) {
-    tokio::select! {
-        biased;
-        _ = future => panic!("finished before the test expected"),
-        _ = std::future::ready(()) => {}
-    }
-}
-
 fn in_flight(workers: &BehaviourPool) -> Vec<usize> {
     workers
         .stats()

@@ -66,3 +66,26 @@ pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A builder for a pool of `behaviour_worker`, to add options to.
+pub fn behaviour_builder() -> ipc2_host::WorkerSetBuilder<UnixListener, Response, Request> {
+    WorkerSet::builder().worker_path(worker_binary("behaviour_worker"))
+}
+
+/// The pid of the behaviour worker that answers a `Pid` job.
+pub async fn pid_of(workers: &BehaviourPool) -> u32 {
+    match workers.send(Request::Pid).await {
+        Ok(Response::Pid(pid)) => pid,
+        other => panic!("expected a pid, got {other:?}"),
+    }
+}
+
+/// Polls `future` once, so that a `send` has handed its job to the pool;
+/// panics if it is already done.
+pub async fn poll_once<F: Future + Unpin>(future: &mut F) {
+    tokio::select! {
+        biased;
+        _ = future => panic!("the job finished before the test expected"),
+        _ = std::future::ready(()) => {}
+    }
+}

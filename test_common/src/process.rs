@@ -41,3 +41,16 @@ pub fn wait_all_gone(pids: &[u32], timeout: Duration) -> bool {
 pub fn wait_path_gone(path: &Path, timeout: Duration) -> bool {
     wait_until(timeout, || !path.exists())
 }
+
+/// Sends SIGKILL to `pid`; panics if that fails.
+pub fn kill(pid: u32) {
+    let Some(process) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        panic!("not a pid: {pid}");
+    };
+    if let Err(error) = rustix::process::kill_process(process, rustix::process::Signal::KILL) {
+        panic!("could not kill {pid}: {error}");
+    }
+}
