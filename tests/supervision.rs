@@ -11,7 +11,8 @@ use ipc2_host::{Error, WorkerState};
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
 use test_common::pools::{
-    behaviour_builder as builder, behaviour_pool, eventually, pid_of, poll_once, within,
+    BehaviourPool, behaviour_builder as builder, behaviour_pool, eventually, pid_of, poll_once,
+    within,
 };
 use test_common::process::{is_running, kill};
 
@@ -46,6 +47,28 @@ fn flaky_builder(
         .worker_path("/bin/sh")
         .args(["-c", &script])
         .worker_count(1)
+}
+
+/// A one-worker pool whose worker starts while a flag file exists, with the
+/// given restart limit (per minute) and backoff (`min` up to 5 × `min`);
+/// then the flag is removed and the worker killed, so every restart fails.
+async fn broken_after_start(
+    name: &str,
+    max_failures: u32,
+    backoff: Duration,
+) -> (Scratch, BehaviourPool) {
+    let scratch = Scratch::new(name);
+    let flag = scratch.0.join("flag");
+    std::fs::write(&flag, b"").unwrap();
+    let workers = flaky_builder(&flag)
+        .restart_limit(max_failures, Duration::from_secs(60))
+        .restart_backoff(backoff, backoff * 5)
+        .finish()
+        .await
+        .unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    kill(workers.worker_pids()[0]);
+    (scratch, workers)
 }
 
 #[tokio::test]
@@ -148,17 +171,7 @@ async fn without_kill_on_timeout_the_worker_lives_and_its_late_reply_is_dropped(
 #[tokio::test]
 async fn failed_starts_back_off_then_the_slot_gives_up_and_sends_fail_fast() {
     within(30, async {
-        let scratch = Scratch::new("give-up");
-        let flag = scratch.0.join("flag");
-        std::fs::write(&flag, b"").unwrap();
-        let workers = flaky_builder(&flag)
-            .restart_limit(2, Duration::from_secs(60))
-            .restart_backoff(Duration::from_millis(10), Duration::from_millis(50))
-            .finish()
-            .await
-            .unwrap();
-        std::fs::remove_file(&flag).unwrap();
-        kill(workers.worker_pids()[0]);
+        let (_scratch, workers) = broken_after_start("give-up", 2, Duration::from_millis(10)).await;
         let gave_up = eventually(Duration::from_secs(10), || {
             workers.stats().workers[0].state == WorkerState::Failed
         })
@@ -181,17 +194,9 @@ async fn failed_starts_back_off_then_the_slot_gives_up_and_sends_fail_fast() {
 #[tokio::test]
 async fn sends_fail_fast_while_no_worker_can_start_and_recover_when_one_can() {
     within(30, async {
-        let scratch = Scratch::new("recover");
+        let (scratch, workers) =
+            broken_after_start("recover", 10_000, Duration::from_millis(20)).await;
         let flag = scratch.0.join("flag");
-        std::fs::write(&flag, b"").unwrap();
-        let workers = flaky_builder(&flag)
-            .restart_limit(10_000, Duration::from_secs(60))
-            .restart_backoff(Duration::from_millis(20), Duration::from_millis(100))
-            .finish()
-            .await
-            .unwrap();
-        std::fs::remove_file(&flag).unwrap();
-        kill(workers.worker_pids()[0]);
         let failing = eventually(Duration::from_secs(10), || {
             workers.stats().workers[0].state == WorkerState::BackingOff
         })

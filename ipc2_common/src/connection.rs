@@ -34,6 +34,12 @@ const WRITE_BATCH: usize = 256;
 /// Most buffers handed to one vectored write (Linux allows 1024).
 const MAX_IOVECS: usize = 512;
 
+/// A read half of any transport, boxed so that the types holding it need not
+/// be generic over the transport (a virtual call per read system call).
+pub type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+/// A write half of any transport, boxed likewise.
+pub type BoxedWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// Reads frames from a stream.
 pub struct FrameReader<R> {
     reader: R,

@@ -24,20 +24,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ipc2_common::codec::decode_message;
+use ipc2_common::connection::{BoxedReader, BoxedWriter};
 use ipc2_common::protocol::HANDSHAKE_MAX_FRAME_LENGTH;
 use ipc2_common::{
     Connection, FrameCodec, FrameKind, FrameReader, Hello, PROTOCOL_VERSION, Secret, Server,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use crate::builder::MAX_PENDING_HANDSHAKES as MAX_PENDING;
-
-/// Read half of an admitted connection.
-pub(crate) type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
-/// Write half of an admitted connection.
-pub(crate) type BoxedWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A connection that passed the gate.
 pub(crate) struct Admitted {

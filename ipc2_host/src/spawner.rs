@@ -146,16 +146,11 @@ fn die_with_host(command: &mut Command) {
         command.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             if rustix::process::getppid() != Some(host) {
-                return Err(io::Error::from_raw_os_error(libc_esrch()));
+                return Err(rustix::io::Errno::SRCH.into());
             }
             Ok(())
         });
     }
-}
-
-#[cfg(target_os = "linux")]
-fn libc_esrch() -> i32 {
-    rustix::io::Errno::SRCH.raw_os_error()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_raw_frame;
-use ipc2_common::connection::write_frames;
+use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -43,7 +43,6 @@ use tokio::time::Instant;
 
 use crate::dispatch::InFlight;
 use crate::error::{Error, ExitInfo};
-use crate::gate::BoxedReader;
 use crate::responder::Reply;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
@@ -188,17 +187,18 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
             timeout: config.connect_timeout,
         });
     };
-    let claimed = admitted.peer_pid.unwrap_or(admitted.hello.pid);
-    if admitted.hello.pid != pid || claimed != pid {
+    // The connecting process (as the kernel says) and the pid its hello
+    // claims must both be the process spawned with this secret.
+    let impostor = [admitted.peer_pid, Some(admitted.hello.pid)]
+        .into_iter()
+        .flatten()
+        .find(|&claimed| claimed != pid);
+    if let Some(claimed) = impostor {
         process.kill().await;
         return Err(Error::HandshakeMismatch {
             worker: slot,
             pid,
-            claimed: if claimed != pid {
-                claimed
-            } else {
-                admitted.hello.pid
-            },
+            claimed,
         });
     }
 

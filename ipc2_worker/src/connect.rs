@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
-use ipc2_common::connection::write_frames;
+use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{
     Client, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ConnectError;
-use crate::receiver::{BoxedReader, Receiver};
+use crate::receiver::Receiver;
 
 /// How long a worker waits for the host to answer its handshake.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,13 +8,11 @@
 use std::marker::PhantomData;
 
 use ipc2_common::codec::decode_message;
+use ipc2_common::connection::BoxedReader;
 use ipc2_common::{CodecError, FrameKind, FrameReader, Outbox};
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncRead;
 
 use crate::job::{Job, ReplySender, send_raw};
-
-pub(crate) type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
 
 /// Yields the jobs the host sends to this worker.
 pub struct Receiver<In, Out> {
