@@ -14,3 +14,7 @@
 pub use ipc2_common as common;
 pub use ipc2_host as host;
 pub use ipc2_worker as worker;
+
+/// A message field for large bodies: through shared memory when large,
+/// inline when small (see [`common::blob`]).
+pub use ipc2_common::{Blob, BlobFull, BlobMut};

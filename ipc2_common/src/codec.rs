@@ -15,14 +15,32 @@
 //! decoded with a byte limit equal to the payload's size, so no length field
 //! inside a payload can request more memory than the frame carried. Swapping
 //! the serializer means changing [`encode_frame`] and [`decode_message`] only.
+//!
+//! A job or reply whose message holds [`Blob`](crate::Blob)s placed in
+//! shared memory ([`encode_frame_with_bodies`]) has the top bit of its kind
+//! byte set, and its payload ends with the table of their handles:
+//!
+//! ```text
+//! | message ... | handle 0 | ... | handle n-1 | n: u32 BE |
+//! handle = owner u8 (0 sender's, 1 receiver's) | region u32 BE | offset u64 BE | len u64 BE
+//! ```
+//!
+//! In the message, each such blob is the index of its handle. A
+//! [`FrameCodec`] with a [`Link`] checks the handles before it hands the
+//! frame out (its [`Frame::bodies`]), and takes the shared-memory control
+//! frames (`RegionAttach`, `RegionDetach`, `BodyRelease`) itself.
+
+use std::sync::Arc;
 
 use bincode::Options;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::codec::Decoder;
 
+use crate::blob::{Decoding, Encoding};
 use crate::error::CodecError;
 use crate::protocol::{Frame, FrameKind};
+use crate::shm::{self, Body, Control, Handle, Lent, Link, Owner, ShmError, Side};
 
 /// Default maximum frame length: 16 MiB. Both sides enforce it; configure it
 /// with `max_frame_length` on the host's builder (workers learn it from the
@@ -35,6 +53,14 @@ const LENGTH_LEN: usize = 4;
 const ENVELOPE_LEN: usize = 1 + 8;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = LENGTH_LEN + ENVELOPE_LEN;
+/// Kind-byte flag of a frame whose payload ends with a table of handles.
+const WITH_BODIES: u8 = 0x80;
+/// Bytes of one handle in the table.
+const HANDLE_LEN: usize = 1 + 4 + 8 + 8;
+/// Bytes of the table's count.
+const COUNT_LEN: usize = 4;
+/// Most handles one frame may carry.
+const MAX_HANDLES: usize = 1 << 16;
 
 fn bincode_options() -> impl Options {
     bincode::DefaultOptions::new()
@@ -85,9 +111,203 @@ pub fn encode_raw_frame(
 }
 
 fn put_header(buf: &mut BytesMut, kind: FrameKind, id: u64) {
+    put_header_byte(buf, kind as u8, id);
+}
+
+fn put_header_byte(buf: &mut BytesMut, kind: u8, id: u64) {
     buf.put_u32(0); // patched by `finish_frame`
-    buf.put_u8(kind as u8);
+    buf.put_u8(kind);
     buf.put_u64(id);
+}
+
+/// Encodes a frame like [`encode_frame`], except that with `shared` (the
+/// connection can pass descriptors) every [`Blob`](crate::Blob) in the
+/// message of at least the threshold travels in shared memory: placed there
+/// if it is not yet (one copy), named by a handle in the frame's table. On
+/// a worker, `link` is its connection (a body the host lent may then be
+/// passed back without a copy); on the host it is `None` (the worker is not
+/// chosen yet). Returns the frame and the bodies it names, to lend to the
+/// connection it goes to and keep until it is queued.
+pub fn encode_frame_with_bodies<T: Serialize + ?Sized>(
+    kind: FrameKind,
+    id: u64,
+    message: &T,
+    max_frame_length: usize,
+    shared: bool,
+    link: Option<&Arc<Link>>,
+) -> Result<(Bytes, Lent), CodecError> {
+    if !shared {
+        return encode_frame(kind, id, message, max_frame_length)
+            .map(|frame| (frame, Lent::default()));
+    }
+    let mut encoding = Encoding::new(shm::blob_threshold(), link.cloned());
+    let size = encoding
+        .run(|| bincode_options().serialized_size(message))
+        .map_err(|e| CodecError::Encode(e))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let handles = encoding.handles.len();
+    let table = match handles {
+        0 => 0,
+        n => n * HANDLE_LEN + COUNT_LEN,
+    };
+    let payload = size.saturating_add(table);
+    if payload > max_frame_length.saturating_sub(ENVELOPE_LEN) || handles > MAX_HANDLES {
+        return Err(CodecError::FrameTooLarge {
+            size: payload.saturating_add(ENVELOPE_LEN),
+            max: max_frame_length,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + payload);
+    let flag = if handles > 0 { WITH_BODIES } else { 0 };
+    put_header_byte(&mut buf, kind as u8 | flag, id);
+    let mut writer = buf.writer();
+    encoding.start_writing();
+    encoding
+        .run(|| bincode_options().serialize_into(&mut writer, message))
+        .map_err(|e| CodecError::Encode(e))?;
+    if !encoding.complete() {
+        return Err(CodecError::Encode(
+            "the message serialized fewer Blobs than when it was sized".into(),
+        ));
+    }
+    let mut buf = writer.into_inner();
+    for handle in &encoding.handles {
+        buf.put_u8(match handle.owner {
+            Owner::Sender => 0,
+            Owner::Receiver => 1,
+        });
+        buf.put_u32(handle.region);
+        buf.put_u64(handle.offset);
+        buf.put_u64(handle.len);
+    }
+    if handles > 0 {
+        buf.put_u32(handles as u32);
+    }
+    let frame = finish_frame(buf, max_frame_length)?;
+    Ok((frame, std::mem::take(&mut encoding.lent)))
+}
+
+/// Encodes a shared-memory control frame sent by `side`.
+pub fn encode_control(side: Side, control: Control) -> Bytes {
+    use FrameKind::*;
+    let host = side == Side::Host;
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + 20);
+    match control {
+        Control::Attach { region, len } => {
+            put_header(
+                &mut buf,
+                if host {
+                    RegionAttach
+                } else {
+                    WorkerRegionAttach
+                },
+                0,
+            );
+            buf.put_u32(region);
+            buf.put_u64(len);
+        }
+        Control::Detach { region } => {
+            put_header(
+                &mut buf,
+                if host {
+                    RegionDetach
+                } else {
+                    WorkerRegionDetach
+                },
+                0,
+            );
+            buf.put_u32(region);
+        }
+        Control::Release {
+            region,
+            offset,
+            len,
+        } => {
+            put_header(
+                &mut buf,
+                if host { BodyRelease } else { WorkerBodyRelease },
+                0,
+            );
+            buf.put_u32(region);
+            buf.put_u64(offset);
+            buf.put_u64(len);
+        }
+    }
+    let length = (buf.len() - LENGTH_LEN) as u32;
+    buf[..LENGTH_LEN].copy_from_slice(&length.to_be_bytes());
+    buf.freeze()
+}
+
+/// The control message of a control frame sent by the other side than
+/// `receiver`, `None` if `kind` is not one.
+fn decode_control(
+    receiver: Side,
+    kind: FrameKind,
+    mut payload: Bytes,
+) -> Option<Result<Control, CodecError>> {
+    use FrameKind::*;
+    let from_host = match kind {
+        RegionAttach | RegionDetach | BodyRelease => true,
+        WorkerRegionAttach | WorkerRegionDetach | WorkerBodyRelease => false,
+        _ => return None,
+    };
+    if from_host == (receiver == Side::Host) {
+        return Some(Err(CodecError::UnexpectedKind(kind as u8)));
+    }
+    let (expected, control) = match kind {
+        RegionAttach | WorkerRegionAttach => (12, 0),
+        RegionDetach | WorkerRegionDetach => (4, 1),
+        _ => (20, 2),
+    };
+    if payload.len() != expected {
+        return Some(Err(CodecError::Malformed(
+            "shared-memory control frame of the wrong length",
+        )));
+    }
+    let region = payload.get_u32();
+    Some(Ok(match control {
+        0 => Control::Attach {
+            region,
+            len: payload.get_u64(),
+        },
+        1 => Control::Detach { region },
+        _ => Control::Release {
+            region,
+            offset: payload.get_u64(),
+            len: payload.get_u64(),
+        },
+    }))
+}
+
+/// Splits a payload flagged [`WITH_BODIES`] into its message and handles.
+fn split_table(mut payload: Bytes) -> Result<(Bytes, Vec<Handle>), CodecError> {
+    let malformed = || CodecError::Malformed("malformed table of shared-memory handles");
+    let count = payload
+        .len()
+        .checked_sub(COUNT_LEN)
+        .map(|at| u32::from_be_bytes(payload[at..].try_into().unwrap_or_default()) as usize)
+        .ok_or_else(malformed)?;
+    let table = count
+        .checked_mul(HANDLE_LEN)
+        .and_then(|len| len.checked_add(COUNT_LEN))
+        .filter(|&len| count > 0 && count <= MAX_HANDLES && len <= payload.len())
+        .ok_or_else(malformed)?;
+    let mut entries = payload.split_off(payload.len() - table);
+    let mut handles = Vec::with_capacity(count);
+    for _ in 0..count {
+        let owner = match entries.get_u8() {
+            0 => Owner::Sender,
+            1 => Owner::Receiver,
+            _ => return Err(malformed()),
+        };
+        handles.push(Handle {
+            owner,
+            region: entries.get_u32(),
+            offset: entries.get_u64(),
+            len: entries.get_u64(),
+        });
+    }
+    Ok((payload, handles))
 }
 
 fn finish_frame(mut buf: BytesMut, max_frame_length: usize) -> Result<Bytes, CodecError> {
@@ -113,18 +333,43 @@ pub fn decode_message<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecErr
         .map_err(|e| CodecError::Decode(e))
 }
 
+/// Decodes a message like [`decode_message`], giving each shared
+/// [`Blob`](crate::Blob) in it its body from `bodies` (a frame's
+/// [`Frame::bodies`]); inline blobs are cut from `payload` without a copy.
+/// Bodies the message does not use are released.
+pub fn decode_message_with_bodies<T: DeserializeOwned>(
+    payload: &Bytes,
+    bodies: Vec<Body>,
+) -> Result<T, CodecError> {
+    Decoding::run(payload, bodies, || decode_message(payload))
+}
+
 /// Splits a byte stream into [`Frame`]s, refusing any frame longer than its
 /// limit before buffering it.
 #[derive(Clone, Debug)]
 pub struct FrameCodec {
     max_frame_length: usize,
+    link: Option<Arc<Link>>,
 }
 
 impl FrameCodec {
     /// A codec that accepts frames of at most `max_frame_length` bytes
     /// (counted after the length prefix).
     pub fn new(max_frame_length: usize) -> Self {
-        Self { max_frame_length }
+        Self {
+            max_frame_length,
+            link: None,
+        }
+    }
+
+    /// Accepts shared-memory frames from now on, checked against `link`.
+    pub fn set_link(&mut self, link: Arc<Link>) {
+        self.link = Some(link);
+    }
+
+    /// The connection's shared-memory link, if it has one.
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
     }
 
     /// Bytes still missing from the frame at the start of `src`, once its
@@ -151,6 +396,41 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        loop {
+            let Some((mut frame, flagged)) = self.split_frame(src)? else {
+                return Ok(None);
+            };
+            if let Some(link) = &self.link {
+                if let Some(control) =
+                    decode_control(link.side(), frame.kind, frame.payload.clone())
+                {
+                    link.receive(control?)?;
+                    continue;
+                }
+            }
+            if flagged {
+                let link = self.link.as_ref().ok_or(ShmError::NoDescriptors)?;
+                if !matches!(
+                    frame.kind,
+                    FrameKind::Job | FrameKind::OneWayJob | FrameKind::Reply
+                ) {
+                    return Err(CodecError::Malformed(
+                        "shared bodies in a frame that carries no message",
+                    ));
+                }
+                let (message, handles) = split_table(std::mem::take(&mut frame.payload))?;
+                frame.payload = message;
+                frame.bodies = link.resolve(&handles)?;
+            }
+            return Ok(Some(frame));
+        }
+    }
+}
+
+impl FrameCodec {
+    /// The next frame in `src` as it is on the wire, and whether it carries
+    /// a table of handles.
+    fn split_frame(&self, src: &mut BytesMut) -> Result<Option<(Frame, bool)>, CodecError> {
         let Some(prefix) = src.first_chunk::<LENGTH_LEN>() else {
             return Ok(None);
         };
@@ -174,11 +454,19 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         let kind_byte = src[LENGTH_LEN];
-        let kind = FrameKind::from_byte(kind_byte).ok_or(CodecError::UnexpectedKind(kind_byte))?;
+        let flagged = kind_byte & WITH_BODIES != 0;
+        let kind = FrameKind::from_byte(kind_byte & !WITH_BODIES)
+            .ok_or(CodecError::UnexpectedKind(kind_byte))?;
         src.advance(LENGTH_LEN + 1);
         let id = src.get_u64();
         let payload = src.split_to(length - ENVELOPE_LEN).freeze();
-        Ok(Some(Frame { kind, id, payload }))
+        let frame = Frame {
+            kind,
+            id,
+            payload,
+            bodies: Vec::new(),
+        };
+        Ok(Some((frame, flagged)))
     }
 }
 

@@ -5,10 +5,17 @@
 //! write half, writing whatever is ready in one batch instead of one system
 //! call per frame. Frames reach the writer through an [`Outbox`]. Host and
 //! worker use the same pieces.
+//!
+//! On a connection that passes descriptors, [`share_memory`] gives both a
+//! shared-memory [`Link`]: the reader's codec then takes in the peer's
+//! regions and checks its handles, and the outbox queues the region
+//! descriptors (each sent with `sendmsg` between two frames), the releases,
+//! and lends each job's bodies to the connection it is queued on.
 
 use std::io::IoSlice;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,9 +23,11 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
 
-use crate::codec::FrameCodec;
+use crate::codec::{FrameCodec, encode_control};
+use crate::descriptors::Descriptors;
 use crate::error::CodecError;
 use crate::protocol::Frame;
+use crate::shm::{Control, ControlSink, Lent, Link, Side};
 
 /// Least free space offered to a read: enough to take many small frames at
 /// once.
@@ -57,11 +66,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The codec, e.g. to raise the frame limit after a handshake.
-    pub fn codec_mut(&mut self) -> &mut FrameCodec {
-        &mut self.codec
-    }
-
     /// The next frame; `Ok(None)` when the peer closed the stream cleanly
     /// between frames. A stream that ends inside a frame is
     /// [`CodecError::Truncated`].
@@ -84,6 +88,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 impl<R> FrameReader<R> {
+    /// The codec, e.g. to raise the frame limit after a handshake.
+    pub fn codec_mut(&mut self) -> &mut FrameCodec {
+        &mut self.codec
+    }
+
     /// Collects `first` and the frames already buffered behind it (up to
     /// `max` in all) into `frames`, without reading: a burst of answers can
     /// then be settled together. A malformed frame in the buffer is left for
@@ -153,7 +162,9 @@ struct SenderHandle(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
-    queue: Mutex<Vec<Bytes>>,
+    queue: Mutex<Queue>,
+    /// The connection's shared-memory link, once it has one.
+    link: OnceLock<Weak<Link>>,
     /// Frames arrived in an empty queue, or the last sender left.
     ready: Notify,
     closed: AtomicBool,
@@ -164,8 +175,34 @@ struct Shared {
     changed: Notify,
 }
 
+/// Frames waiting for the writer, and the descriptors some of them carry.
+#[derive(Debug, Default)]
+struct Queue {
+    frames: Vec<Bytes>,
+    /// `(index in frames, descriptor)`, in order.
+    fds: Vec<(usize, OwnedFd)>,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn append(&mut self, other: &mut Queue) {
+        let base = self.frames.len();
+        self.fds
+            .extend(other.fds.drain(..).map(|(index, fd)| (index + base, fd)));
+        self.frames.append(&mut other.frames);
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.fds.clear();
+    }
+}
+
 impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Vec<Bytes>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -192,6 +229,27 @@ impl Outbox {
     /// Queues an encoded frame. Fails (giving the frame back) when the writer
     /// has stopped.
     pub fn send(&self, frame: Bytes) -> Result<(), Bytes> {
+        self.push(frame, None)
+    }
+
+    /// Queues an encoded frame whose message names the shared-memory bodies
+    /// in `lent`: they are lent to this connection first (and stay taken
+    /// until the peer releases them or the connection ends).
+    pub fn send_lending(&self, frame: Bytes, lent: &Lent) -> Result<(), Bytes> {
+        if !lent.is_empty()
+            && let Some(link) = self.link()
+        {
+            link.lend(lent);
+        }
+        self.push(frame, None)
+    }
+
+    /// The connection's shared-memory link, if it passes descriptors.
+    pub fn link(&self) -> Option<Arc<Link>> {
+        self.0.0.link.get().and_then(Weak::upgrade)
+    }
+
+    fn push(&self, frame: Bytes, fd: Option<OwnedFd>) -> Result<(), Bytes> {
         let shared = &self.0.0;
         let mut queue = shared.queue();
         if shared.writer_gone.load(Ordering::Acquire) {
@@ -199,7 +257,11 @@ impl Outbox {
         }
         shared.unwritten.fetch_add(1, Ordering::AcqRel);
         let was_empty = queue.is_empty();
-        queue.push(frame);
+        if let Some(fd) = fd {
+            let index = queue.frames.len();
+            queue.fds.push((index, fd));
+        }
+        queue.frames.push(frame);
         drop(queue);
         if was_empty {
             shared.ready.notify_one();
@@ -225,13 +287,49 @@ impl Outbox {
     }
 }
 
+impl ControlSink for Outbox {
+    fn send_control(&self, side: Side, control: Control, fd: Option<OwnedFd>) {
+        let _ = self.push(encode_control(side, control), fd);
+    }
+}
+
+/// Gives the connection of `outbox` and `reader` shared memory, if
+/// `descriptors` lets it pass descriptors: a [`Link`] that `reader`'s codec
+/// checks the peer's frames against and `outbox` lends bodies to. This
+/// process's regions are queued for the peer at once. The peer may map at
+/// most `limit` bytes of its regions here. Call it after the handshake.
+pub fn share_memory<R>(
+    side: Side,
+    outbox: &Outbox,
+    reader: &mut FrameReader<R>,
+    descriptors: Option<Arc<dyn Descriptors>>,
+    limit: usize,
+) {
+    let Some(descriptors) = descriptors else {
+        return;
+    };
+    let link = Link::open(side, descriptors, Arc::new(outbox.clone()), limit);
+    let _ = outbox.0.0.link.set(Arc::downgrade(&link));
+    reader.codec_mut().set_link(link);
+}
+
 /// Writes every frame queued in the outbox to `writer` until all senders
 /// are gone and their frames written, then shuts the write side down.
 /// Frames that are ready together go out in one vectored write: one system
 /// call for the batch, and no copy of any frame, however large.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     outbox: OutboxReceiver,
+    writer: W,
+) -> std::io::Result<()> {
+    write_frames_passing(outbox, writer, None).await
+}
+
+/// [`write_frames`] on a connection that passes descriptors: a frame queued
+/// with one is sent with `sendmsg` through `descriptors`, between frames.
+pub async fn write_frames_passing<W: AsyncWrite + Unpin>(
+    outbox: OutboxReceiver,
     mut writer: W,
+    descriptors: Option<Arc<dyn Descriptors>>,
 ) -> std::io::Result<()> {
     let shared = outbox.0;
     // A multi-thread runtime runs a freshly woken task next (its "LIFO
@@ -242,7 +340,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     // only cost an extra turn of its I/O driver.
     let coalesce = tokio::runtime::Handle::try_current()
         .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
-    let mut ready: Vec<Bytes> = Vec::new();
+    let mut ready = Queue::default();
     let result = async {
         loop {
             loop {
@@ -258,14 +356,12 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
                 }
                 arrived.await;
             }
-            if coalesce && ready.len() < WRITE_BATCH {
+            if coalesce && ready.frames.len() < WRITE_BATCH {
                 tokio::task::yield_now().await;
                 ready.append(&mut shared.queue());
             }
-            for frames in ready.chunks(MAX_IOVECS) {
-                write_all_vectored(&mut writer, frames).await?;
-            }
-            let written = ready.len();
+            write_queue(&mut writer, &mut ready, descriptors.as_deref()).await?;
+            let written = ready.frames.len();
             ready.clear();
             if shared.unwritten.fetch_sub(written, Ordering::AcqRel) == written {
                 shared.changed.notify_waiters();
@@ -280,6 +376,36 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     }
     shared.changed.notify_waiters();
     result
+}
+
+/// Writes the frames of `queue`, each that carries a descriptor on its own
+/// with the descriptor attached, the rest in vectored batches.
+async fn write_queue<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    queue: &mut Queue,
+    descriptors: Option<&dyn Descriptors>,
+) -> std::io::Result<()> {
+    let mut start = 0;
+    for (index, fd) in queue.fds.drain(..) {
+        for frames in queue.frames[start..index].chunks(MAX_IOVECS) {
+            write_all_vectored(writer, frames).await?;
+        }
+        let frame = &queue.frames[index];
+        let mut sent = 0;
+        if let Some(descriptors) = descriptors {
+            let fds = [fd.as_fd()];
+            sent = std::future::poll_fn(|cx| descriptors.poll_send_with(cx, frame, &fds)).await?;
+            if sent == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+        }
+        writer.write_all(&frame[sent..]).await?;
+        start = index + 1;
+    }
+    for frames in queue.frames[start..].chunks(MAX_IOVECS) {
+        write_all_vectored(writer, frames).await?;
+    }
+    Ok(())
 }
 
 /// Writes all of `frames` with as few vectored writes as the stream allows.

@@ -42,6 +42,9 @@ pub enum CodecError {
     /// A message could not be deserialized into the expected type.
     #[error("could not decode message: {0}")]
     Decode(#[source] SerializerError),
+    /// A shared-memory frame or handle broke the rules.
+    #[error("shared memory: {0}")]
+    Shm(#[from] crate::shm::ShmError),
     /// The underlying stream failed.
     #[error("I/O error on the ipc2 connection: {0}")]
     Io(#[from] io::Error),

@@ -10,21 +10,29 @@
 //! - [`connection`]: reading frames from and writing frames to a byte stream.
 //! - [`transport`]: the [`Server`] and [`Client`] traits, implemented for
 //!   tokio's `UnixListener` and `UnixStream`.
+//! - [`descriptors`]: passing file descriptors beside the byte stream, for
+//!   transports that can.
+//! - [`blob`]: [`Blob`], a message field for large bodies.
+//! - [`shm`]: the shared memory large bodies travel through.
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
 //! - [`error`]: the errors of all of the above.
 
 #![warn(missing_docs)]
 
+pub mod blob;
 pub mod codec;
 pub mod connection;
+pub mod descriptors;
 pub mod error;
 pub mod protocol;
 pub mod secret;
+pub mod shm;
 pub mod transport;
 
+pub use blob::{Blob, BlobFull, BlobMut};
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
 pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION};
 pub use secret::Secret;
-pub use transport::{Client, Connection, PeerCredentials, Server};
+pub use transport::{Channel, Client, Connection, PeerCredentials, Server};

@@ -14,10 +14,19 @@
 //! 4. the host may send [`FrameKind::Shutdown`], after which the worker's
 //!    receiver ends.
 //!
+//! On a transport that passes descriptors, either side may also send, at
+//! any point after the handshake, the shared-memory frames of
+//! [`crate::shm`]: `RegionAttach` (with the region's descriptor),
+//! `RegionDetach` and `BodyRelease`, each in a kind of its direction. A job
+//! or reply whose message holds shared bodies carries their handles in a
+//! table after its payload (flagged in the kind byte; see [`crate::codec`]).
+//!
 //! The layout of a frame in bytes is the business of [`crate::codec`].
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::shm::Body;
 
 /// Version of this protocol; a worker built against another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -28,6 +37,11 @@ pub const ENV_SOCKET: &str = "IPC2_SOCKET";
 pub const ENV_SECRET: &str = "IPC2_SECRET";
 /// Environment variable holding the maximum frame length both sides enforce.
 pub const ENV_MAX_FRAME_LENGTH: &str = "IPC2_MAX_FRAME_LENGTH";
+/// Environment variable holding the body size from which blobs travel
+/// through shared memory.
+pub const ENV_BLOB_THRESHOLD: &str = "IPC2_BLOB_THRESHOLD";
+/// Environment variable holding the bound on each side's shared memory.
+pub const ENV_SHARED_MEMORY_LIMIT: &str = "IPC2_SHARED_MEMORY_LIMIT";
 
 /// Maximum length of a frame before the handshake has succeeded: a stranger
 /// cannot make the host buffer more than this.
@@ -45,6 +59,15 @@ pub enum FrameKind {
     Welcome = 0x03,
     /// Host → worker: finish up; no more jobs will come.
     Shutdown = 0x04,
+    /// Host → worker: a body the worker lent was dropped. Payload: region
+    /// (u32), offset and length (u64), big endian.
+    BodyRelease = 0x0d,
+    /// Host → worker: a region of the host's was retired. Payload: region
+    /// (u32).
+    RegionDetach = 0x0e,
+    /// Host → worker: a region of the host's; its descriptor comes with the
+    /// frame (`SCM_RIGHTS`). Payload: region (u32), size (u64).
+    RegionAttach = 0x0f,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -56,6 +79,12 @@ pub enum FrameKind {
     JobFailed = 0x13,
     /// Worker → host: one-way job `id` was handed to the worker's code.
     Ack = 0x14,
+    /// Worker → host: as [`FrameKind::BodyRelease`].
+    WorkerBodyRelease = 0x2d,
+    /// Worker → host: as [`FrameKind::RegionDetach`].
+    WorkerRegionDetach = 0x2e,
+    /// Worker → host: as [`FrameKind::RegionAttach`].
+    WorkerRegionAttach = 0x2f,
 }
 
 impl FrameKind {
@@ -71,6 +100,12 @@ impl FrameKind {
             0x12 => Self::NoReply,
             0x13 => Self::JobFailed,
             0x14 => Self::Ack,
+            0x0d => Self::BodyRelease,
+            0x0e => Self::RegionDetach,
+            0x0f => Self::RegionAttach,
+            0x2d => Self::WorkerBodyRelease,
+            0x2e => Self::WorkerRegionDetach,
+            0x2f => Self::WorkerRegionAttach,
             _ => return None,
         })
     }
@@ -85,6 +120,9 @@ pub struct Frame {
     pub id: u64,
     /// The encoded message, or kind-specific bytes.
     pub payload: Bytes,
+    /// The shared-memory bodies the message names, checked and in order
+    /// (empty for most frames).
+    pub bodies: Vec<Body>,
 }
 
 /// The worker's handshake.

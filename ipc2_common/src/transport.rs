@@ -6,13 +6,22 @@
 //! Both yield [`Connection`]s that split into a read and a write half, and may
 //! report who is on the other end. The default strategy, implemented here, is
 //! tokio's `UnixListener` / `UnixStream`.
+//!
+//! A connection may also be able to pass file descriptors
+//! ([`Connection::into_channel`] returns [`Descriptors`] for it): then bodies
+//! above the threshold travel through shared memory. A transport that cannot
+//! (TCP, TLS) keeps the default, and the same messages travel inline.
 
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{UnixListener, UnixStream, unix};
+
+use crate::connection::{BoxedReader, BoxedWriter};
+use crate::descriptors::{Descriptors, unix_channel};
 
 /// Who is on the other end of a connection, as the operating system says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +39,11 @@ pub trait Connection: Send + Sized + 'static {
     /// The write half.
     type Writer: AsyncWrite + Unpin + Send + 'static;
 
+    /// Whether [`into_channel`](Connection::into_channel) gives descriptor
+    /// passing: then the host puts large bodies in shared memory before it
+    /// knows which worker gets them. Default: `false`.
+    const PASSES_DESCRIPTORS: bool = false;
+
     /// Splits the stream so reading and writing can happen in different tasks.
     fn into_split(self) -> (Self::Reader, Self::Writer);
 
@@ -37,6 +51,36 @@ pub trait Connection: Send + Sized + 'static {
     /// connections from other users, and from processes it did not spawn.
     fn peer_credentials(&self) -> Option<PeerCredentials> {
         None
+    }
+
+    /// Splits the stream into boxed halves, with the means to pass file
+    /// descriptors if the transport has them. The default has none: bodies
+    /// then travel inline, with no change to user code.
+    fn into_channel(self) -> Channel {
+        let (reader, writer) = self.into_split();
+        Channel {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            descriptors: None,
+        }
+    }
+}
+
+/// A connection split for ipc2's own use: see [`Connection::into_channel`].
+pub struct Channel {
+    /// The read half.
+    pub reader: BoxedReader,
+    /// The write half.
+    pub writer: BoxedWriter,
+    /// Descriptor passing, where the transport can.
+    pub descriptors: Option<Arc<dyn Descriptors>>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("descriptors", &self.descriptors.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,6 +105,7 @@ pub trait Client: Connection {
 impl Connection for UnixStream {
     type Reader = unix::OwnedReadHalf;
     type Writer = unix::OwnedWriteHalf;
+    const PASSES_DESCRIPTORS: bool = true;
 
     fn into_split(self) -> (Self::Reader, Self::Writer) {
         UnixStream::into_split(self)
@@ -72,6 +117,15 @@ impl Connection for UnixStream {
             uid: cred.uid(),
             pid: cred.pid().and_then(|pid| u32::try_from(pid).ok()),
         })
+    }
+
+    fn into_channel(self) -> Channel {
+        let (reader, writer, descriptors) = unix_channel(self);
+        Channel {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            descriptors: Some(descriptors),
+        }
     }
 }
 

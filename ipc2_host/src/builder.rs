@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Server};
+use ipc2_common::protocol::{ENV_BLOB_THRESHOLD, ENV_SHARED_MEMORY_LIMIT};
+use ipc2_common::shm::{DEFAULT_BLOB_THRESHOLD, DEFAULT_SHARED_MEMORY_LIMIT};
+use ipc2_common::{Connection, DEFAULT_MAX_FRAME_LENGTH, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -92,6 +94,11 @@ pub(crate) struct Config {
     pub(crate) max_in_flight: usize,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) dedicated_io_thread: bool,
+    /// Jobs place large blobs in shared memory (enabled, and the transport
+    /// passes descriptors).
+    pub(crate) shared_memory: bool,
+    pub(crate) blob_threshold: usize,
+    pub(crate) shared_memory_limit: usize,
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -114,6 +121,9 @@ pub struct WorkerSetBuilder<S, W, H> {
     max_in_flight: usize,
     queue_capacity: Option<usize>,
     dedicated_io_thread: bool,
+    shared_memory: bool,
+    blob_threshold: usize,
+    shared_memory_limit: usize,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
@@ -142,6 +152,9 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             max_in_flight: 1,
             queue_capacity: None,
             dedicated_io_thread: DEFAULT_DEDICATED_IO_THREAD,
+            shared_memory: true,
+            blob_threshold: DEFAULT_BLOB_THRESHOLD,
+            shared_memory_limit: DEFAULT_SHARED_MEMORY_LIMIT,
             _types: PhantomData,
         }
     }
@@ -308,6 +321,38 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// Whether [`Blob`](ipc2_common::Blob)s of at least
+    /// [`blob_threshold`](Self::blob_threshold) bytes travel through shared
+    /// memory (default `true`; only on transports that pass descriptors:
+    /// elsewhere they travel inline, with no change to the messages). With
+    /// `false`, every blob is copied through the socket.
+    pub fn shared_memory(mut self, enabled: bool) -> Self {
+        self.shared_memory = enabled;
+        self
+    }
+
+    /// Size from which a [`Blob`](ipc2_common::Blob) travels through shared
+    /// memory rather than the socket. Default: [`DEFAULT_BLOB_THRESHOLD`]
+    /// (64 KiB, measured with `ipc2_bench`). Process-wide, like the arena
+    /// it applies to: the last set to `finish()` decides, for the host and
+    /// its workers.
+    pub fn blob_threshold(mut self, bytes: usize) -> Self {
+        self.blob_threshold = bytes.max(1);
+        self
+    }
+
+    /// Bound on the shared memory each process (the host, and each worker)
+    /// makes for bodies, and maps of one peer's. When it is full,
+    /// [`Blob::reserve`](ipc2_common::Blob::reserve) waits for bodies to be
+    /// released, [`Blob::try_reserve`](ipc2_common::Blob::try_reserve)
+    /// fails, and other blobs travel inline. Default:
+    /// [`DEFAULT_SHARED_MEMORY_LIMIT`] (1 GiB). Process-wide, like
+    /// [`blob_threshold`](Self::blob_threshold).
+    pub fn shared_memory_limit(mut self, bytes: usize) -> Self {
+        self.shared_memory_limit = bytes;
+        self
+    }
+
     fn config(self) -> Result<Config, Error> {
         let worker_path = self
             .worker_path
@@ -339,6 +384,9 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             max_in_flight: self.max_in_flight,
             queue_capacity: self.queue_capacity,
             dedicated_io_thread: self.dedicated_io_thread,
+            shared_memory: self.shared_memory,
+            blob_threshold: self.blob_threshold,
+            shared_memory_limit: self.shared_memory_limit,
         })
     }
 }
@@ -355,7 +403,20 @@ where
     /// connecting, connect deadline passed), after cleaning up whatever was
     /// started. Must be called inside a tokio runtime.
     pub async fn finish(self) -> Result<WorkerSet<S, W, H>, Error> {
-        let config = self.config()?;
+        let mut config = self.config()?;
+        config.shared_memory &= <S::Connection as Connection>::PASSES_DESCRIPTORS;
+        let threshold = match config.shared_memory {
+            true => config.blob_threshold,
+            false => usize::MAX,
+        };
+        ipc2_common::shm::configure(threshold, config.shared_memory_limit);
+        config.envs.extend([
+            (ENV_BLOB_THRESHOLD.into(), threshold.to_string().into()),
+            (
+                ENV_SHARED_MEMORY_LIMIT.into(),
+                config.shared_memory_limit.to_string().into(),
+            ),
+        ]);
         let socket_dir =
             SocketDir::create(&config.socket_parent).map_err(|source| Error::SocketDir {
                 parent: config.socket_parent.clone(),

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use ipc2_common::Outbox;
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::protocol::FrameKind;
+use ipc2_common::shm::Lent;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -33,6 +34,9 @@ use crate::stats::{WorkerState, WorkerStats};
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) frame: Bytes,
+    /// The shared-memory bodies the frame names, lent to each worker it is
+    /// given to.
+    pub(crate) lent: Lent,
     pub(crate) one_way: bool,
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
@@ -635,7 +639,7 @@ impl LiveWorker {
             true => job.frame.clone(),
             false => std::mem::take(&mut job.frame),
         };
-        if let Err(frame) = self.outbox.send(frame) {
+        if let Err(frame) = self.outbox.send_lending(frame, &job.lent) {
             job.frame = frame;
             return Err(job);
         }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use ipc2_common::codec::decode_message;
 use ipc2_common::connection::{BoxedReader, BoxedWriter};
+use ipc2_common::descriptors::Descriptors;
 use ipc2_common::protocol::HANDSHAKE_MAX_FRAME_LENGTH;
 use ipc2_common::{
     Connection, FrameCodec, FrameKind, FrameReader, Hello, PROTOCOL_VERSION, Secret, Server,
@@ -40,6 +41,8 @@ pub(crate) struct Admitted {
     pub(crate) peer_pid: Option<u32>,
     pub(crate) reader: FrameReader<BoxedReader>,
     pub(crate) writer: BoxedWriter,
+    /// Descriptor passing, if the transport has it (for shared memory).
+    pub(crate) descriptors: Option<Arc<dyn Descriptors>>,
 }
 
 /// The secrets the set waits for, and the rules of admission.
@@ -144,8 +147,8 @@ impl Gate {
             );
             return;
         }
-        let (reader, writer) = connection.into_split();
-        let reader: BoxedReader = Box::new(reader);
+        let channel = connection.into_channel();
+        let (reader, writer) = (channel.reader, channel.writer);
         let mut reader = FrameReader::new(reader, FrameCodec::new(HANDSHAKE_MAX_FRAME_LENGTH));
         let Ok(Ok(Some(frame))) = tokio::time::timeout(self.handshake_timeout, reader.next()).await
         else {
@@ -170,7 +173,8 @@ impl Gate {
             hello,
             peer_pid: credentials.and_then(|credentials| credentials.pid),
             reader,
-            writer: Box::new(writer),
+            writer,
+            descriptors: channel.descriptors,
         });
     }
 }

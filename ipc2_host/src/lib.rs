@@ -49,5 +49,6 @@ pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
+pub use ipc2_common::{Blob, BlobFull, BlobMut};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use workerset::WorkerSet;

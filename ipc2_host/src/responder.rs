@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use ipc2_common::shm::Body;
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
@@ -26,6 +27,8 @@ pub(crate) struct Reply {
     pub(crate) pid: u32,
     /// The encoded reply (empty for one-way jobs).
     pub(crate) payload: Bytes,
+    /// The shared-memory bodies the reply names.
+    pub(crate) bodies: Vec<Body>,
 }
 
 /// A job's outcome.

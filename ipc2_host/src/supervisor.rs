@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_raw_frame;
-use ipc2_common::connection::{BoxedReader, write_frames};
+use ipc2_common::connection::{BoxedReader, share_memory, write_frames_passing};
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::shm::Side;
 use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -203,10 +204,18 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     }
 
     let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, admitted.writer));
+    let descriptors = admitted.descriptors;
+    tokio::spawn(write_frames_passing(
+        outgoing,
+        admitted.writer,
+        descriptors.clone(),
+    ));
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
         let _ = outbox.send(welcome);
     }
+    let mut reader = admitted.reader;
+    let limit = config.shared_memory_limit;
+    share_memory(Side::Host, &outbox, &mut reader, descriptors, limit);
     let wake = Arc::new(Notify::new());
     shared
         .dispatch
@@ -214,7 +223,7 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     tracing::info!(worker = slot, pid, "worker passed its handshake and serves");
     Ok(Serving {
         process,
-        reader: admitted.reader,
+        reader,
         outbox,
         wake,
     })
@@ -401,6 +410,7 @@ fn answer(
                 worker: slot,
                 pid,
                 payload: frame.payload,
+                bodies: frame.bodies,
             }),
             (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
             (FrameKind::JobFailed, _) => Err(Error::JobFailed {

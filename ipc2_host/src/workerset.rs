@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::codec::{decode_message, encode_frame};
+use ipc2_common::codec::{decode_message_with_bodies, encode_frame_with_bodies};
+use ipc2_common::shm::Lent;
 use ipc2_common::{FrameKind, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -267,11 +268,20 @@ where
     fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(kind, id, message, shared.config.max_frame_length)
-            .map_err(Error::Encode)?;
+        let config = &shared.config;
+        let (frame, lent) = encode_frame_with_bodies(
+            kind,
+            id,
+            message,
+            config.max_frame_length,
+            config.shared_memory,
+            None,
+        )
+        .map_err(Error::Encode)?;
         Ok(Encoded {
             id,
             frame,
+            lent,
             one_way: kind == FrameKind::OneWayJob,
             keep_frame: shared.config.max_attempts > 1,
         })
@@ -323,6 +333,7 @@ where
 struct Encoded {
     id: u64,
     frame: Bytes,
+    lent: Lent,
     one_way: bool,
     keep_frame: bool,
 }
@@ -332,6 +343,7 @@ impl Encoded {
         Job {
             id: self.id,
             frame: self.frame,
+            lent: self.lent,
             one_way: self.one_way,
             timeout,
             attempts: 0,
@@ -360,7 +372,7 @@ async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
 /// Decodes a reply into the host's reply type.
 fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
     let reply = outcome?;
-    decode_message(&reply.payload).map_err(|source| Error::Decode {
+    decode_message_with_bodies(&reply.payload, reply.bodies).map_err(|source| Error::Decode {
         worker: reply.worker,
         pid: reply.pid,
         source,

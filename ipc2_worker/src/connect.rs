@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
-use ipc2_common::connection::{BoxedReader, write_frames};
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::connection::{share_memory, write_frames_passing};
+use ipc2_common::protocol::{
+    ENV_BLOB_THRESHOLD, ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SHARED_MEMORY_LIMIT, ENV_SOCKET,
+};
+use ipc2_common::shm::{self, Side};
 use ipc2_common::{
     Client, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
     PROTOCOL_VERSION, Secret,
@@ -53,17 +56,10 @@ where
             value: secret_value.clone(),
             reason: "expected 64 hexadecimal digits",
         })?;
-    let max_frame_length = match std::env::var_os(ENV_MAX_FRAME_LENGTH) {
-        None => DEFAULT_MAX_FRAME_LENGTH,
-        Some(value) => value
-            .to_str()
-            .and_then(|text| text.parse::<usize>().ok())
-            .ok_or_else(|| ConnectError::BadEnvironment {
-                variable: ENV_MAX_FRAME_LENGTH,
-                value: value.clone(),
-                reason: "expected a whole number of bytes",
-            })?,
-    };
+    let max_frame_length = env_bytes(ENV_MAX_FRAME_LENGTH, DEFAULT_MAX_FRAME_LENGTH)?;
+    let threshold = env_bytes(ENV_BLOB_THRESHOLD, shm::blob_threshold())?;
+    let limit = env_bytes(ENV_SHARED_MEMORY_LIMIT, shm::shared_memory_limit())?;
+    shm::configure(threshold, limit);
 
     let connection = C::connect(&address)
         .await
@@ -71,7 +67,8 @@ where
             address: address.clone(),
             source,
         })?;
-    let (reader, mut writer) = connection.into_split();
+    let channel = connection.into_channel();
+    let (reader, mut writer) = (channel.reader, channel.writer);
 
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -84,7 +81,6 @@ where
         .await
         .map_err(ipc2_common::CodecError::from)?;
 
-    let reader: BoxedReader = Box::new(reader);
     let mut reader = FrameReader::new(reader, FrameCodec::new(max_frame_length));
     match tokio::time::timeout(WELCOME_TIMEOUT, reader.next()).await {
         Err(_) => return Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
@@ -94,8 +90,25 @@ where
     }
 
     let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, writer));
+    let descriptors = channel.descriptors;
+    tokio::spawn(write_frames_passing(outgoing, writer, descriptors.clone()));
+    share_memory(Side::Worker, &outbox, &mut reader, descriptors, limit);
     Ok(Receiver::new(reader, outbox, max_frame_length))
+}
+
+/// A number of bytes from the environment, or `default` when it is unset.
+fn env_bytes(variable: &'static str, default: usize) -> Result<usize, ConnectError> {
+    match std::env::var_os(variable) {
+        None => Ok(default),
+        Some(value) => value
+            .to_str()
+            .and_then(|text| text.parse::<usize>().ok())
+            .ok_or(ConnectError::BadEnvironment {
+                variable,
+                value,
+                reason: "expected a whole number of bytes",
+            }),
+    }
 }
 
 fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {

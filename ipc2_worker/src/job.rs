@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-use ipc2_common::codec::{encode_frame, encode_raw_frame};
+use ipc2_common::codec::{encode_frame_with_bodies, encode_raw_frame};
 use ipc2_common::{FrameKind, Outbox};
 use serde::Serialize;
 
@@ -57,8 +57,14 @@ impl<Out: Serialize> ReplySender<Out> {
     /// so, and so does this call.
     pub fn send(mut self, reply: Out) -> Result<(), ReplyError> {
         let outbox = self.outbox.take().ok_or(ReplyError::Disconnected)?;
-        match encode_frame(FrameKind::Reply, self.id, &reply, self.max_frame_length) {
-            Ok(frame) => outbox.send(frame).map_err(|_| ReplyError::Disconnected),
+        let link = outbox.link();
+        let (kind, id, max) = (FrameKind::Reply, self.id, self.max_frame_length);
+        match encode_frame_with_bodies(kind, id, &reply, max, link.is_some(), link.as_ref()) {
+            // A body the host lent, passed back, is released (when `reply`
+            // drops) only after this frame: the host holds it by then.
+            Ok((frame, lent)) => outbox
+                .send_lending(frame, &lent)
+                .map_err(|_| ReplyError::Disconnected),
             Err(error) => {
                 let message = format!("the worker could not encode its reply: {error}");
                 send_raw(&outbox, FrameKind::JobFailed, self.id, message.as_bytes());

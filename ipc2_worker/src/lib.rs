@@ -35,5 +35,6 @@ pub mod receiver;
 
 pub use connect::connect;
 pub use error::{ConnectError, ReplyError};
+pub use ipc2_common::{Blob, BlobFull, BlobMut};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;

@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-use ipc2_common::codec::decode_message;
+use ipc2_common::codec::decode_message_with_bodies;
 use ipc2_common::connection::BoxedReader;
 use ipc2_common::{CodecError, FrameKind, FrameReader, Outbox};
 use serde::de::DeserializeOwned;
@@ -57,7 +57,8 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             };
             match frame.kind {
                 FrameKind::Job | FrameKind::OneWayJob => {
-                    let data = match decode_message::<In>(&frame.payload) {
+                    let data = match decode_message_with_bodies::<In>(&frame.payload, frame.bodies)
+                    {
                         Ok(data) => data,
                         Err(error) => {
                             let message = format!("the worker could not decode the job: {error}");

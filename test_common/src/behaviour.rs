@@ -1,6 +1,7 @@
 //! Messages for `behaviour_worker`: a worker that does what the test asks,
 //! including the things a worker should not do.
 
+use ipc2_host::Blob;
 use serde::{Deserialize, Serialize};
 
 /// What the behaviour worker is asked to do.
@@ -29,6 +30,19 @@ pub enum Request {
     Abort,
     /// Drop the reply sender without replying.
     DropReply,
+    /// Reply [`Response::Blob`] with the same blob (passed back as it came).
+    EchoBlob(Blob),
+    /// Reply [`Response::Blob`] with a new blob (made by the worker) holding
+    /// the same bytes.
+    CopyBlob(Blob),
+    /// Make a blob of this many bytes with the given bytes at the given
+    /// offsets (zero elsewhere) and reply [`Response::Blob`].
+    MakeBlob(u64, Vec<(u64, u8)>),
+    /// Reply [`Response::Bytes`] with the blob's bytes at these offsets.
+    Probe(Blob, Vec<u64>),
+    /// Keep the blob until the worker exits (never release it), then reply
+    /// [`Response::Pid`].
+    Hold(Blob),
 }
 
 /// What the behaviour worker answers.
@@ -42,4 +56,8 @@ pub enum Response {
     Slept(u32),
     /// The worker's pid.
     Pid(u32),
+    /// A blob.
+    Blob(Blob),
+    /// Some bytes.
+    Bytes(Vec<u8>),
 }

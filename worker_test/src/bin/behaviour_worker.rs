@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-use ipc2_worker::Job;
+use ipc2_worker::{Blob, Job};
 use test_common::behaviour::{Request, Response};
 use tokio::net::UnixStream;
+
+/// Blobs kept until the worker exits (`Request::Hold`).
+static HELD: std::sync::Mutex<Vec<Blob>> = std::sync::Mutex::new(Vec::new());
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,6 +44,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Request::Exit(code) => std::process::exit(code),
                 Request::Abort => std::process::abort(),
                 Request::DropReply => drop(tx),
+                Request::EchoBlob(blob) => {
+                    let _ = tx.send(Response::Blob(blob));
+                }
+                Request::CopyBlob(blob) => {
+                    let _ = tx.send(Response::Blob(Blob::copy_from_slice(&blob)));
+                }
+                Request::MakeBlob(len, marks) => {
+                    let blob = Blob::with_len(len as usize, |bytes| {
+                        for (offset, byte) in marks {
+                            if let Some(slot) = bytes.get_mut(offset as usize) {
+                                *slot = byte;
+                            }
+                        }
+                    });
+                    let _ = tx.send(Response::Blob(blob));
+                }
+                Request::Probe(blob, offsets) => {
+                    let bytes = offsets
+                        .iter()
+                        .map(|&offset| blob.get(offset as usize).copied().unwrap_or(0))
+                        .collect();
+                    let _ = tx.send(Response::Bytes(bytes));
+                }
+                Request::Hold(blob) => {
+                    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(blob);
+                    let _ = tx.send(Response::Pid(std::process::id()));
+                }
             },
             Job::Unidirectional { data } => {
                 if let Request::Exit(code) = data {
