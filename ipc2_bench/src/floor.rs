@@ -32,8 +32,11 @@ const MESSAGE: usize = 16;
 const PIPELINE_DEPTH: usize = 64;
 /// Children in the pipelined floor.
 const PIPELINE_CHILDREN: usize = 2;
-/// Body size of the bulk floor.
+/// Body size of the bulk floor (and the largest read of its child).
 const BODY: usize = 1 << 20;
+/// Body sizes of the bulk floors, with the key of each.
+pub const BULK_SIZES: [(&str, usize); 3] =
+    [("1mib", 1 << 20), ("16mib", 16 << 20), ("64mib", 64 << 20)];
 /// Bodies in flight in the bulk floor.
 const BODIES_IN_FLIGHT: usize = 4;
 /// Bare processes per spawn-and-reap repetition.
@@ -57,9 +60,11 @@ pub fn run(budget: &Budget, figures: &mut Figures) {
         Ok(rate) => figures.set("floor.pipelined.jobs_per_s", rate),
         Err(e) => figures.note(format!("floor pipelined failed: {e}")),
     }
-    match bulk(budget) {
-        Ok(rate) => figures.set("floor.bulk_1mib.mb_per_s", rate),
-        Err(e) => figures.note(format!("floor 1 MiB bodies failed: {e}")),
+    for (name, size) in BULK_SIZES {
+        match bulk(budget, size) {
+            Ok(rate) => figures.set(format!("floor.bulk_{name}.mb_per_s"), rate),
+            Err(e) => figures.note(format!("floor {name} bodies failed: {e}")),
+        }
     }
     match self_exe().and_then(|exe| spawn_and_reap(budget, &exe, &[NOOP_COMMAND])) {
         Ok(ms) => figures.set("floor.spawn4.worker_noop_ms", ms),
@@ -206,15 +211,15 @@ fn pipeline_window(stream: &mut UnixStream, window: Duration) -> Result<f64> {
     Ok(jobs as f64 / elapsed.as_secs_f64())
 }
 
-/// One child echoing 1 MiB bodies, 4 in flight: median MB/s of bodies
-/// echoed (counted once, not per direction); a fresh child per repetition,
-/// warmed up first.
-fn bulk(budget: &Budget) -> Result<f64> {
+/// One child echoing bodies of `size` bytes, 4 in flight: median MB/s of
+/// bodies echoed (counted once, not per direction); a fresh child per
+/// repetition, warmed up first.
+fn bulk(budget: &Budget, size: usize) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..budget.reps {
         let (_child, stream) = start_child("bytes")?;
-        bulk_window(&stream, budget.warmup)?;
-        rates.push(bulk_window(&stream, budget.window)?);
+        bulk_window(&stream, size, budget.warmup)?;
+        rates.push(bulk_window(&stream, size, budget.window)?);
     }
     Ok(median(rates) / 1e6)
 }
@@ -222,12 +227,12 @@ fn bulk(budget: &Budget) -> Result<f64> {
 /// A writer thread sends one body per token; the reader hands out a token
 /// per body received until the window ends, then reads what it already
 /// allowed. Returns bytes/s counted up to the end of the window.
-fn bulk_window(stream: &UnixStream, window: Duration) -> Result<f64> {
+fn bulk_window(stream: &UnixStream, size: usize, window: Duration) -> Result<f64> {
     let mut writer = stream.try_clone()?;
     let mut reader = stream.try_clone()?;
     let (tokens, allowed) = mpsc::channel::<()>();
     let sender = std::thread::spawn(move || -> Result<()> {
-        let body = vec![0x5a_u8; BODY];
+        let body = vec![0x5a_u8; size];
         for () in allowed {
             writer.write_all(&body)?;
         }
@@ -240,7 +245,7 @@ fn bulk_window(stream: &UnixStream, window: Duration) -> Result<f64> {
         tokens.send(()).map_err(|_| "bulk writer stopped")?;
         issued += 1;
     }
-    let mut body = vec![0u8; BODY];
+    let mut body = vec![0u8; size];
     let mut received = 0usize;
     let mut counted: Option<(usize, Duration)> = None;
     let result = (|| -> Result<()> {
@@ -264,7 +269,7 @@ fn bulk_window(stream: &UnixStream, window: Duration) -> Result<f64> {
         return Err("bulk floor: echoed body differs".into());
     }
     let (bodies, elapsed) = counted.unwrap_or((received, start.elapsed()));
-    Ok((bodies * BODY) as f64 / elapsed.as_secs_f64())
+    Ok((bodies * size) as f64 / elapsed.as_secs_f64())
 }
 
 /// Median time to start [`SPAWN_COUNT`] processes of `program` and reap

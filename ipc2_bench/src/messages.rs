@@ -2,6 +2,7 @@
 //! as `ipc2_bench worker`) say to each other. Defined here rather than taken
 //! from the test crates, so the bench is self-contained.
 
+use ipc2_host::Blob;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -16,6 +17,12 @@ pub enum BenchJob {
     /// Echo a plain `Vec<u8>`, which serde encodes byte by byte: what a user
     /// gets without thinking about it.
     EchoVec(Vec<u8>),
+    /// Echo a [`Blob`] as it came (in shared memory above the threshold: it
+    /// goes back to the host without a copy).
+    EchoBlob(Blob),
+    /// Answer with a new [`Blob`] holding the same bytes, written by the
+    /// worker (a worker producing a body of its own).
+    CopyBlob(Blob),
 }
 
 /// Worker → host.
@@ -27,4 +34,6 @@ pub enum BenchReply {
     Echo(ByteBuf),
     /// The body of an [`BenchJob::EchoVec`].
     EchoVec(Vec<u8>),
+    /// The body of an [`BenchJob::EchoBlob`] or [`BenchJob::CopyBlob`].
+    Blob(Blob),
 }

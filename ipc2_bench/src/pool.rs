@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc2_host::WorkerSet;
+use ipc2_host::{Blob, WorkerSet};
 use tokio::net::UnixListener;
 use tokio::task::JoinSet;
 
@@ -44,6 +44,31 @@ const BATCH_IN_FLIGHT: usize = 256;
 const ECHO_CONCURRENCY: usize = 4;
 /// Workers in the cold-start and RSS figures.
 const COLD_POOL: usize = 4;
+/// Sizes of the shared-memory echo figures, with the key of each.
+pub const BLOB_SIZES: [(&str, usize); 3] =
+    [("1mib", 1 << 20), ("16mib", 16 << 20), ("64mib", 64 << 20)];
+/// Sizes at which shared memory and the socket are compared, to choose the
+/// default threshold.
+pub const THRESHOLD_SIZES: [(&str, usize); 4] = [
+    ("4kib", 4 << 10),
+    ("16kib", 16 << 10),
+    ("64kib", 64 << 10),
+    ("256kib", 256 << 10),
+];
+
+/// How an echo figure's body travels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// A `serde_bytes::ByteBuf`: one byte string through the socket.
+    Bytes,
+    /// A plain `Vec<u8>`: serde's byte-by-byte sequence.
+    Vec,
+    /// A `Blob` echoed as it came.
+    Blob,
+    /// A `Blob` copied by the worker into a body of its own (and copied
+    /// again by the host, whose next job is the worker's body).
+    BlobCopy,
+}
 
 /// The pool every figure uses.
 type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
@@ -128,13 +153,34 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             &(jobs_key(2, 64) + DEDICATED_IO),
             rate.map(|r| vec![("", r)]),
         );
-        for (key, size, plain) in [
-            ("ipc2.echo_1kib", 1 << 10, false),
-            ("ipc2.echo_1mib", 1 << 20, false),
-            ("ipc2.echo_1mib_vec", 1 << 20, true),
+        for (key, size, payload) in [
+            ("ipc2.echo_1kib", 1 << 10, Payload::Bytes),
+            ("ipc2.echo_1mib", 1 << 20, Payload::Bytes),
+            ("ipc2.echo_1mib_vec", 1 << 20, Payload::Vec),
         ] {
-            let rate = echo_bandwidth(&budget, &exe, size, plain).await;
+            let rate = echo_bandwidth(&budget, &exe, size, payload, None).await;
             report(key, rate.map(|r| vec![("mb_per_s", r)]));
+        }
+        for (name, size) in BLOB_SIZES {
+            for (kind, payload) in [("blob", Payload::Blob), ("blob_copy", Payload::BlobCopy)] {
+                let rate = echo_bandwidth(&budget, &exe, size, payload, None).await;
+                report(
+                    &format!("ipc2.echo_{name}_{kind}"),
+                    rate.map(|r| vec![("mb_per_s", r)]),
+                );
+            }
+        }
+        for (name, size) in THRESHOLD_SIZES {
+            // The same body through the socket (threshold above it) and
+            // through shared memory (threshold below it).
+            for (kind, threshold) in [("inline", size + 1), ("shared", size)] {
+                let rate =
+                    echo_bandwidth(&budget, &exe, size, Payload::BlobCopy, Some(threshold)).await;
+                report(
+                    &format!("ipc2.echo_{name}_{kind}"),
+                    rate.map(|r| vec![("mb_per_s", r)]),
+                );
+            }
         }
         report("ipc2.cold4", cold_start(&budget, &exe).await);
     });
@@ -142,7 +188,8 @@ pub fn suite_child(args: &[String]) -> Result<()> {
 }
 
 /// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt> <seconds>
-/// [--current-thread] [--dedicated-io]` runs one throughput scenario (2 workers) for that long
+/// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy>
+/// <seconds> <MiB>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
 pub const HOT_COMMAND: &str = "pool-hot";
 
@@ -163,6 +210,15 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "rtt" => {
                 let pool = start_pool(&exe, 1).await?;
                 add_loop(&pool, 1, window).await?
+            }
+            "blob" | "blob-copy" => {
+                let payload = match scenario {
+                    "blob" => Payload::Blob,
+                    _ => Payload::BlobCopy,
+                };
+                let size = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16usize) << 20;
+                let pool = start_pool_with(&exe, 1, ECHO_CONCURRENCY).await?;
+                echo_loop(&pool, size, payload, window).await? / size as f64
             }
             _ => {
                 let pool = hot_pool(&exe, 64, dedicated).await?;
@@ -363,14 +419,28 @@ async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f
 
 /// Echo bodies of `size` bytes through 1 worker with
 /// [`ECHO_CONCURRENCY`] concurrent sends: median MB/s of bodies echoed
-/// (counted once), a fresh pool per repetition. `plain` sends a `Vec<u8>`
-/// (serde's byte-by-byte sequence) instead of a `serde_bytes::ByteBuf` (one byte string).
-async fn echo_bandwidth(budget: &Budget, exe: &Path, size: usize, plain: bool) -> Result<f64> {
+/// (counted once), a fresh pool per repetition. `threshold` overrides the
+/// pool's blob threshold.
+async fn echo_bandwidth(
+    budget: &Budget,
+    exe: &Path,
+    size: usize,
+    payload: Payload,
+    threshold: Option<usize>,
+) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..budget.reps {
-        let pool = start_pool_with(exe, 1, ECHO_CONCURRENCY).await?;
-        echo_loop(&pool, size, plain, budget.warmup).await?;
-        rates.push(echo_loop(&pool, size, plain, budget.window).await?);
+        let mut builder = Pool::builder()
+            .worker_count(1)
+            .worker_path(exe)
+            .arg(WORKER_COMMAND)
+            .max_in_flight_per_worker(ECHO_CONCURRENCY);
+        if let Some(threshold) = threshold {
+            builder = builder.blob_threshold(threshold);
+        }
+        let pool = builder.finish().await?;
+        echo_loop(&pool, size, payload, budget.warmup).await?;
+        rates.push(echo_loop(&pool, size, payload, budget.window).await?);
         close(pool).await?;
     }
     Ok(median(rates) / 1e6)
@@ -378,27 +448,43 @@ async fn echo_bandwidth(budget: &Budget, exe: &Path, size: usize, plain: bool) -
 
 /// Each task owns one body and sends it back and forth (the echoed body
 /// is the next job's), so no copy is made outside ipc2. Returns bytes/s.
-async fn echo_loop(pool: &Pool, size: usize, plain: bool, window: Duration) -> Result<f64> {
+async fn echo_loop(pool: &Pool, size: usize, payload: Payload, window: Duration) -> Result<f64> {
     let start = Instant::now();
     let deadline = start + window;
     let mut tasks = JoinSet::new();
     for task in 0..ECHO_CONCURRENCY {
         let pool = pool.clone();
         tasks.spawn(async move {
-            let mut body = vec![task as u8; size];
+            let blob_body = matches!(payload, Payload::Blob | Payload::BlobCopy);
+            let mut body = if blob_body {
+                Vec::new()
+            } else {
+                vec![task as u8; size]
+            };
+            let mut blob = match blob_body {
+                true => Blob::with_len(size, |bytes| bytes.fill(task as u8)),
+                false => Blob::new(),
+            };
             let mut bodies = 0u64;
             while Instant::now() < deadline {
-                let job = if plain {
-                    BenchJob::EchoVec(body)
-                } else {
-                    BenchJob::Echo(ByteBuf::from(body))
+                let job = match payload {
+                    Payload::Vec => BenchJob::EchoVec(body),
+                    Payload::Bytes => BenchJob::Echo(ByteBuf::from(body)),
+                    Payload::Blob => BenchJob::EchoBlob(blob),
+                    Payload::BlobCopy => BenchJob::CopyBlob(blob),
                 };
-                body = match pool.send(job).await? {
-                    BenchReply::EchoVec(bytes) if bytes.len() == size => bytes,
-                    BenchReply::Echo(bytes) if bytes.len() == size => bytes.into_vec(),
+                (body, blob) = match pool.send(job).await? {
+                    BenchReply::EchoVec(bytes) if bytes.len() == size => (bytes, Blob::new()),
+                    BenchReply::Echo(bytes) if bytes.len() == size => {
+                        (bytes.into_vec(), Blob::new())
+                    }
+                    BenchReply::Blob(blob) if blob.len() == size => (Vec::new(), blob),
                     other => return Err(format!("echo answered with {other:?}").into()),
                 };
                 bodies += 1;
+            }
+            if blob.first().is_some_and(|&byte| byte != task as u8) {
+                return Err("echoed blob differs".into());
             }
             Ok::<_, BoxError>(bodies)
         });

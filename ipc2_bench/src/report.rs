@@ -93,8 +93,8 @@ impl Figures {
 /// How a row's figure is judged: `numerator / denominator`, shown as
 /// `<ratio>× <label>`, or in place of `{}` if the label has one.
 struct Ratio {
-    numerator: &'static str,
-    denominator: &'static str,
+    numerator: String,
+    denominator: String,
     label: &'static str,
 }
 
@@ -136,13 +136,13 @@ impl Row {
 
     fn ratio(
         mut self,
-        numerator: &'static str,
-        denominator: &'static str,
+        numerator: impl Into<String>,
+        denominator: impl Into<String>,
         label: &'static str,
     ) -> Self {
         self.ratios.push(Ratio {
-            numerator,
-            denominator,
+            numerator: numerator.into(),
+            denominator: denominator.into(),
             label,
         });
         self
@@ -186,6 +186,18 @@ fn rows() -> Vec<Row> {
         row(
             "1 MiB echo: 1 child, 4 bodies in flight",
             "floor.bulk_1mib.mb_per_s",
+            "GB/s",
+        )
+        .scaled(1e-3),
+        row(
+            "16 MiB echo: 1 child, 4 bodies in flight",
+            "floor.bulk_16mib.mb_per_s",
+            "GB/s",
+        )
+        .scaled(1e-3),
+        row(
+            "64 MiB echo: 1 child, 4 bodies in flight",
+            "floor.bulk_64mib.mb_per_s",
             "GB/s",
         )
         .scaled(1e-3),
@@ -339,6 +351,46 @@ fn rows() -> Vec<Row> {
             "floor.bulk_1mib.mb_per_s",
             "socket floor",
         ),
+    ]);
+    for (name, size) in crate::pool::BLOB_SIZES {
+        let label = format!("{} MiB", size >> 20);
+        for (kind, how) in [
+            ("blob", "passed back as it came"),
+            (
+                "blob_copy",
+                "worker writes a new body, host copies it for the next job",
+            ),
+        ] {
+            let key = format!("ipc2.echo_{name}_{kind}.mb_per_s");
+            rows.push(
+                row(
+                    format!("echo {label} `Blob`, {how}, 1 worker, 4 in flight"),
+                    key.clone(),
+                    "MB/s",
+                )
+                .ratio(key, format!("floor.bulk_{name}.mb_per_s"), "socket floor"),
+            );
+        }
+    }
+    for (name, size) in crate::pool::THRESHOLD_SIZES {
+        let label = format!("{} KiB", size >> 10);
+        let inline = format!("ipc2.echo_{name}_inline.mb_per_s");
+        let shared = format!("ipc2.echo_{name}_shared.mb_per_s");
+        rows.push(row(
+            format!("echo {label} `Blob`, worker writes a new body, through the socket (threshold above it)"),
+            inline.clone(),
+            "MB/s",
+        ));
+        rows.push(
+            row(
+                format!("same, {label}, through shared memory (threshold at it)"),
+                shared.clone(),
+                "MB/s",
+            )
+            .ratio(shared, inline, "through the socket"),
+        );
+    }
+    rows.extend([
         row(
             "cold start, pool of 4: `finish()` to ready",
             "ipc2.cold4.ready_ms",
@@ -493,7 +545,7 @@ pub fn render(figures: &Figures, budget: &Budget, elapsed: Duration) -> String {
             .ratios
             .iter()
             .filter_map(|ratio| {
-                let value = figures.get(ratio.numerator)? / figures.get(ratio.denominator)?;
+                let value = figures.get(&ratio.numerator)? / figures.get(&ratio.denominator)?;
                 let value = format_ratio(value);
                 Some(if ratio.label.contains("{}") {
                     ratio.label.replace("{}", &value)

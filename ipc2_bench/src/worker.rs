@@ -11,7 +11,7 @@
 //! time, and a second runtime thread would only add cross-thread wake-ups on
 //! a 2-core machine shared with the host.
 
-use ipc2_worker::Job;
+use ipc2_worker::{Blob, Job};
 use tokio::net::UnixStream;
 
 use crate::messages::{BenchJob, BenchReply};
@@ -38,6 +38,8 @@ async fn serve() -> Result<()> {
                 BenchJob::Add(a, b) => BenchReply::Sum(a.wrapping_add(b)),
                 BenchJob::Echo(body) => BenchReply::Echo(body),
                 BenchJob::EchoVec(bytes) => BenchReply::EchoVec(bytes),
+                BenchJob::EchoBlob(blob) => BenchReply::Blob(blob),
+                BenchJob::CopyBlob(blob) => BenchReply::Blob(Blob::copy_from_slice(&blob)),
             });
         }
     }

@@ -112,7 +112,7 @@ impl Blob {
     /// waiting when shared memory is at its limit.
     pub fn try_reserve(len: usize) -> Result<BlobMut, BlobFull> {
         if len >= shm::blob_threshold() {
-            match shm::try_alloc(len) {
+            match shm::try_alloc(len, true) {
                 Ok(allocation) => return Ok(BlobMut(MutRepr::Shared(allocation))),
                 Err(Refused::Full) => {
                     return Err(BlobFull {
@@ -126,9 +126,13 @@ impl Blob {
         Ok(BlobMut(MutRepr::Heap(vec![0; len])))
     }
 
-    /// A blob holding a copy of `bytes` (in shared memory if it is large).
+    /// A blob holding a copy of `bytes` (in shared memory if it is large
+    /// and there is room).
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
-        Self::with_len(bytes.len(), |blob| blob.copy_from_slice(bytes))
+        match copied_to_shared(bytes) {
+            Some(body) => Self(Repr::Shared(body)),
+            None => Self(Repr::Heap(Bytes::copy_from_slice(bytes))),
+        }
     }
 
     /// Whether the bytes are in shared memory (this process's or a peer's).
@@ -223,6 +227,17 @@ impl std::fmt::Debug for BlobMut {
     }
 }
 
+/// A copy of `bytes` in this process's shared memory, if they reach the
+/// threshold and there is room.
+fn copied_to_shared(bytes: &[u8]) -> Option<Body> {
+    if bytes.len() < shm::blob_threshold() {
+        return None;
+    }
+    let mut allocation = shm::try_alloc(bytes.len(), false).ok()?;
+    allocation.as_mut_slice().copy_from_slice(bytes);
+    Some(Body::local(allocation))
+}
+
 thread_local! {
     static ENCODING: RefCell<Option<Encoding>> = const { RefCell::new(None) };
     static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
@@ -310,11 +325,7 @@ impl Encoding {
             Repr::Shared(body) if body.handle_for(link).is_some() => body.clone(),
             // On the heap, or a peer's body this frame's receiver cannot
             // see: copy it into shared memory once, or send it inline.
-            _ => {
-                let mut allocation = shm::try_alloc(blob.len()).ok()?;
-                allocation.as_mut_slice().copy_from_slice(blob);
-                Body::local(allocation)
-            }
+            _ => copied_to_shared(blob)?,
         };
         let handle = body.handle_for(link)?;
         let index = u32::try_from(self.handles.len()).ok()?;

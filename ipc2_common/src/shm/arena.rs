@@ -119,7 +119,7 @@ impl Arena {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn alloc(&self, len: usize) -> Result<Allocation, Refused> {
+    fn alloc(&self, len: usize, zeroed: bool) -> Result<Allocation, Refused> {
         let size = len.checked_next_multiple_of(PAGE).ok_or(Refused::Never)?;
         let limit = shared_memory_limit();
         if len == 0 || size > limit {
@@ -164,7 +164,10 @@ impl Arena {
             }
         };
         let slot = &mut state.slots[index];
-        let dirty = slot.touched.saturating_sub(offset).min(len);
+        let dirty = match zeroed {
+            true => slot.touched.saturating_sub(offset).min(len),
+            false => 0,
+        };
         slot.touched = slot.touched.max(offset + size);
         let mut allocation = Allocation {
             region: Arc::clone(&slot.region),
@@ -284,9 +287,10 @@ impl Drop for Allocation {
     }
 }
 
-/// `len` zeroed bytes of shared memory, or at once the reason why not.
-pub(crate) fn try_alloc(len: usize) -> Result<Allocation, Refused> {
-    ARENA.alloc(len)
+/// `len` bytes of shared memory (zeroed, or as an earlier body left them
+/// when the caller overwrites them all), or at once the reason why not.
+pub(crate) fn try_alloc(len: usize, zeroed: bool) -> Result<Allocation, Refused> {
+    ARENA.alloc(len, zeroed)
 }
 
 /// `len` zeroed bytes of shared memory, waiting for room while the limit is
@@ -296,7 +300,7 @@ pub(crate) async fn wait_alloc(len: usize) -> Option<Allocation> {
         let freed = ARENA.room.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        match ARENA.alloc(len) {
+        match ARENA.alloc(len, true) {
             Ok(allocation) => return Some(allocation),
             Err(Refused::Never) => return None,
             Err(Refused::Full) => freed.await,

@@ -16,6 +16,11 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::ShmError;
 
+/// Regions up to this size are faulted in when mapped (`MAP_POPULATE`):
+/// one system call instead of a page fault per 4 KiB on first use. Larger
+/// ones (a sparse gibibyte) are faulted in as they are touched.
+const POPULATE_UP_TO: usize = 256 << 20;
+
 /// An `mmap`ed range, unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -36,10 +41,13 @@ impl Mapping {
             true => ProtFlags::READ | ProtFlags::WRITE,
             false => ProtFlags::READ,
         };
+        let flags = match len <= POPULATE_UP_TO {
+            true => MapFlags::SHARED | MapFlags::POPULATE,
+            false => MapFlags::SHARED,
+        };
         // SAFETY: a fresh mapping at an address of the kernel's choosing;
         // it overlaps nothing Rust knows about.
-        let ptr =
-            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0)? };
         let ptr = NonNull::new(ptr.cast()).ok_or(io::ErrorKind::OutOfMemory)?;
         Ok(Self { ptr, len })
     }
