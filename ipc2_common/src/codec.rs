@@ -40,7 +40,7 @@ use tokio_util::codec::Decoder;
 use crate::blob::{Decoding, Encoding};
 use crate::error::CodecError;
 use crate::protocol::{Frame, FrameKind};
-use crate::shm::{self, Body, Control, Handle, Lent, Link, Owner, ShmError, Side};
+use crate::shm::{self, Body, Control, Handle, Lent, Link, Owner, Side};
 
 /// Default maximum frame length: 16 MiB. Both sides enforce it; configure it
 /// with `max_frame_length` on the host's builder (workers learn it from the
@@ -397,7 +397,7 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         loop {
-            let Some((mut frame, flagged)) = self.split_frame(src)? else {
+            let Some((mut frame, kind_byte)) = self.split_frame(src)? else {
                 return Ok(None);
             };
             if let Some(link) = &self.link {
@@ -408,8 +408,12 @@ impl Decoder for FrameCodec {
                     continue;
                 }
             }
-            if flagged {
-                let link = self.link.as_ref().ok_or(ShmError::NoDescriptors)?;
+            if kind_byte & WITH_BODIES != 0 {
+                // Without descriptors, this side knows no such kind.
+                let link = self
+                    .link
+                    .as_ref()
+                    .ok_or(CodecError::UnexpectedKind(kind_byte))?;
                 if !matches!(
                     frame.kind,
                     FrameKind::Job | FrameKind::OneWayJob | FrameKind::Reply
@@ -428,9 +432,9 @@ impl Decoder for FrameCodec {
 }
 
 impl FrameCodec {
-    /// The next frame in `src` as it is on the wire, and whether it carries
-    /// a table of handles.
-    fn split_frame(&self, src: &mut BytesMut) -> Result<Option<(Frame, bool)>, CodecError> {
+    /// The next frame in `src` as it is on the wire, and its kind byte (with
+    /// the flag of a table of handles).
+    fn split_frame(&self, src: &mut BytesMut) -> Result<Option<(Frame, u8)>, CodecError> {
         let Some(prefix) = src.first_chunk::<LENGTH_LEN>() else {
             return Ok(None);
         };
@@ -454,7 +458,6 @@ impl FrameCodec {
             return Ok(None);
         }
         let kind_byte = src[LENGTH_LEN];
-        let flagged = kind_byte & WITH_BODIES != 0;
         let kind = FrameKind::from_byte(kind_byte & !WITH_BODIES)
             .ok_or(CodecError::UnexpectedKind(kind_byte))?;
         src.advance(LENGTH_LEN + 1);
@@ -466,7 +469,7 @@ impl FrameCodec {
             payload,
             bodies: Vec::new(),
         };
-        Ok(Some((frame, flagged)))
+        Ok(Some((frame, kind_byte)))
     }
 }
 
@@ -539,5 +542,61 @@ mod tests {
         payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
         let err = decode_message::<Vec<u8>>(&payload).unwrap_err();
         assert!(matches!(err, CodecError::Decode(_)));
+    }
+
+    #[test]
+    fn control_frames_round_trip_in_their_direction_only() {
+        let release = Control::Release {
+            region: 3,
+            offset: 4096,
+            len: 70_000,
+        };
+        let frame = encode_control(Side::Worker, release);
+        let frames = decode_all(&mut FrameCodec::new(1024), &frame).unwrap();
+        let [frame] = &frames[..] else {
+            panic!("one frame expected")
+        };
+        assert_eq!(frame.kind, FrameKind::WorkerBodyRelease);
+        let decoded = decode_control(Side::Host, frame.kind, frame.payload.clone());
+        assert_eq!(decoded.unwrap().unwrap(), release);
+        // A host never receives host frames.
+        let wrong = decode_control(Side::Worker, frame.kind, frame.payload.clone());
+        assert!(matches!(wrong, Some(Err(CodecError::UnexpectedKind(_)))));
+    }
+
+    #[test]
+    fn handle_tables_are_checked_before_use() {
+        // Flagged frames need a connection that passes descriptors.
+        let mut frame = encode_frame(FrameKind::Reply, 1, &(1u8, 2u8), 1024)
+            .unwrap()
+            .to_vec();
+        frame[LENGTH_LEN] |= WITH_BODIES;
+        let err = decode_all(&mut FrameCodec::new(1024), &frame).unwrap_err();
+        assert!(matches!(err, CodecError::UnexpectedKind(0x91)));
+        // Counts the payload cannot hold, and unknown owners, are malformed.
+        let mut payload = Bytes::from_static(&[0, 0, 0, 9]);
+        assert!(split_table(payload.clone()).is_err());
+        payload = Bytes::from_static(&[0, 0, 0, 0]);
+        assert!(split_table(payload).is_err());
+        let mut entry = vec![7u8];
+        entry.extend_from_slice(&[0; HANDLE_LEN - 1]);
+        entry.extend_from_slice(&1u32.to_be_bytes());
+        assert!(split_table(Bytes::from(entry.clone())).is_err());
+        entry[0] = 1;
+        let (message, handles) = split_table(Bytes::from(entry)).unwrap();
+        assert!(message.is_empty());
+        assert_eq!(handles[0].owner, Owner::Receiver);
+    }
+
+    #[test]
+    fn blobs_outside_a_shared_frame_travel_inline() {
+        let blob = crate::Blob::from(vec![5u8; 100_000]);
+        let frame = encode_frame(FrameKind::Job, 1, &blob, 1 << 20).unwrap();
+        let frames = decode_all(&mut FrameCodec::new(1 << 20), &frame).unwrap();
+        let back: crate::Blob = decode_message(&frames[0].payload).unwrap();
+        assert_eq!(back, blob);
+        // A shared blob needs its frame's bodies.
+        let shared_index = [1u8, 0];
+        assert!(decode_message::<crate::Blob>(&shared_index).is_err());
     }
 }

@@ -318,3 +318,30 @@ pub(crate) fn register(link: &Arc<Link>) {
     }
     state.peers.push(Arc::downgrade(link));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_ranges_merge_with_their_neighbours() {
+        let region = LocalRegion::create(u32::MAX, 16 * PAGE).expect("a memfd region");
+        let mut slot = Slot {
+            region: Arc::new(region),
+            free: vec![(0, 16 * PAGE)],
+            used: 0,
+            touched: 0,
+        };
+        let a = slot.take(4 * PAGE).unwrap();
+        let b = slot.take(4 * PAGE).unwrap();
+        let c = slot.take(4 * PAGE).unwrap();
+        assert_eq!((a, b, c), (0, 4 * PAGE, 8 * PAGE));
+        assert_eq!(slot.take(8 * PAGE), None);
+        slot.give_back(a, 4 * PAGE);
+        slot.give_back(c, 4 * PAGE);
+        assert_eq!(slot.free, vec![(0, 4 * PAGE), (8 * PAGE, 8 * PAGE)]);
+        slot.give_back(b, 4 * PAGE);
+        assert_eq!(slot.free, vec![(0, 16 * PAGE)]);
+        assert_eq!(slot.used, 0);
+    }
+}

@@ -144,9 +144,6 @@ pub enum ShmError {
         /// The limit.
         limit: usize,
     },
-    /// Shared-memory frames on a connection that cannot pass descriptors.
-    #[error("shared-memory frame on a connection that cannot pass file descriptors")]
-    NoDescriptors,
     /// The region could not be mapped.
     #[error("could not map region {region}: {source}")]
     Map {
