@@ -44,14 +44,14 @@ fn request(n: usize) -> (Request, Option<Duration>) {
         7 => (Request::Exit(3), None),
         // A timeout: the worker is killed.
         500 => (Request::Sleep(10_000), Some(Duration::from_millis(100))),
-        _ if n % 2 == 0 => (Request::EchoBlob(body()), None),
+        _ if n.is_multiple_of(2) => (Request::EchoBlob(body()), None),
         _ => (Request::CopyBlob(body()), None),
     }
 }
 
 async fn run(workers: &BehaviourPool, n: usize) {
     let (request, timeout) = request(n);
-    if n % 97 == 0 {
+    if n.is_multiple_of(97) {
         // Cancelled: the caller goes away once the job is handed over.
         let mut send = Box::pin(workers.send(request));
         poll_once(&mut send).await;

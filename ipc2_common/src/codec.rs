@@ -243,7 +243,7 @@ pub fn encode_control(side: Side, control: Control) -> Bytes {
 fn decode_control(
     receiver: Side,
     kind: FrameKind,
-    mut payload: Bytes,
+    mut payload: &[u8],
 ) -> Option<Result<Control, CodecError>> {
     use FrameKind::*;
     let from_host = match kind {
@@ -400,13 +400,11 @@ impl Decoder for FrameCodec {
             let Some((mut frame, kind_byte)) = self.split_frame(src)? else {
                 return Ok(None);
             };
-            if let Some(link) = &self.link {
-                if let Some(control) =
-                    decode_control(link.side(), frame.kind, frame.payload.clone())
-                {
-                    link.receive(control?)?;
-                    continue;
-                }
+            if let Some(link) = &self.link
+                && let Some(control) = decode_control(link.side(), frame.kind, &frame.payload)
+            {
+                link.receive(control?)?;
+                continue;
             }
             if kind_byte & WITH_BODIES != 0 {
                 // Without descriptors, this side knows no such kind.
@@ -557,10 +555,10 @@ mod tests {
             panic!("one frame expected")
         };
         assert_eq!(frame.kind, FrameKind::WorkerBodyRelease);
-        let decoded = decode_control(Side::Host, frame.kind, frame.payload.clone());
+        let decoded = decode_control(Side::Host, frame.kind, &frame.payload);
         assert_eq!(decoded.unwrap().unwrap(), release);
         // A host never receives host frames.
-        let wrong = decode_control(Side::Worker, frame.kind, frame.payload.clone());
+        let wrong = decode_control(Side::Worker, frame.kind, &frame.payload);
         assert!(matches!(wrong, Some(Err(CodecError::UnexpectedKind(_)))));
     }
 
