@@ -14,15 +14,11 @@ use std::os::fd::AsFd;
 
 use ipc2_common::codec::encode_frame_with_bodies;
 use ipc2_common::connection::{share_memory, write_frames_passing};
-use ipc2_common::protocol::{ENV_BLOB_THRESHOLD, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::protocol::ENV_BLOB_THRESHOLD;
 use ipc2_common::shm::{self, Control, ControlSink, Side};
-use ipc2_common::{
-    Blob, Connection, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
-    PROTOCOL_VERSION, Secret, codec::encode_frame,
-};
+use ipc2_common::{Blob, FrameKind, Outbox};
 use test_common::behaviour::Response;
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
+use test_common::rogue::{Joined, join_host};
 
 /// Bytes of one handle at the end of a frame's table, and of its count.
 const HANDLE_LEN: usize = 21;
@@ -33,24 +29,15 @@ const FAKE_REGION: u32 = 0x00de_ad00;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    let socket = std::env::var_os(ENV_SOCKET).ok_or("not started by a host")?;
-    let secret = Secret::from_hex(&std::env::var(ENV_SECRET)?).ok_or("bad secret")?;
     let threshold: usize = std::env::var(ENV_BLOB_THRESHOLD)?.parse()?;
     shm::configure(threshold, 1 << 30);
-    let channel = UnixStream::connect(socket).await?.into_channel();
-    let (reader, mut writer) = (channel.reader, channel.writer);
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        pid: std::process::id(),
-        secret: *secret.as_bytes(),
-    };
-    writer
-        .write_all(&encode_frame(FrameKind::Hello, 0, &hello, 1024)?)
-        .await?;
-    let mut reader = FrameReader::new(reader, FrameCodec::new(DEFAULT_MAX_FRAME_LENGTH));
+    let Joined {
+        mut reader,
+        writer,
+        descriptors,
+    } = join_host().await?;
     reader.next().await?.ok_or("no welcome")?;
     let (outbox, outgoing) = Outbox::channel();
-    let descriptors = channel.descriptors;
     tokio::spawn(write_frames_passing(outgoing, writer, descriptors.clone()));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, usize::MAX);
     let link = outbox.link().ok_or("no shared memory on this connection")?;
