@@ -46,7 +46,7 @@ use crate::error::{Error, ExitInfo};
 use crate::responder::Reply;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
-use crate::workerset::Shared;
+use crate::shared::Shared;
 
 /// How long a worker whose connection closed gets to exit on its own before
 /// it is killed.

@@ -11,8 +11,8 @@
 //! removed and no worker outlives the pool.
 
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,15 +24,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::builder::{Config, WorkerSetBuilder};
-use crate::dispatch::{Dispatch, Job};
+use crate::dispatch::Job;
 use crate::error::Error;
-use crate::gate::Gate;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
 use crate::socket_dir::SocketDir;
-use crate::spawner::Spawner;
-use crate::stats::{Counters, ShutdownReport, Stats};
+use crate::shared::Shared;
+use crate::stats::{ShutdownReport, Stats};
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
 /// answer with `W` (worker → host), talking over the server type `S`.
@@ -64,12 +62,6 @@ impl<S, W, H> Clone for WorkerSet<S, W, H> {
 }
 
 impl<S, W, H> WorkerSet<S, W, H> {
-    /// A builder for a new set. At least [`WorkerSetBuilder::worker_path`]
-    /// must be given.
-    pub fn builder() -> WorkerSetBuilder<S, W, H> {
-        WorkerSetBuilder::default()
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -365,17 +357,6 @@ fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
         pid: reply.pid,
         source,
     })
-}
-
-/// State shared by the handle and the pool's tasks.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) dispatch: Dispatch,
-    pub(crate) gate: Arc<Gate>,
-    pub(crate) spawner: Spawner,
-    pub(crate) socket_path: PathBuf,
-    pub(crate) next_job_id: AtomicU64,
-    pub(crate) counters: Counters,
 }
 
 /// Owns the pool; tears it down when the last handle goes.
