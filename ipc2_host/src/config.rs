@@ -10,6 +10,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The role `self_exec()` gives workers.
+pub const DEFAULT_ROLE: &str = "worker";
 /// Default time a spawned worker has to connect and pass its handshake.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection has to send its handshake after connecting.
@@ -60,6 +62,9 @@ impl RestartPolicy {
 pub(crate) struct Config {
     pub(crate) worker_count: usize,
     pub(crate) worker_path: PathBuf,
+    /// The role a self-executing host gives its workers; `None` when the
+    /// worker is a binary of its own.
+    pub(crate) role: Option<String>,
     pub(crate) args: Vec<OsString>,
     pub(crate) envs: Vec<(OsString, OsString)>,
     pub(crate) max_frame_length: usize,
@@ -76,4 +81,3 @@ pub(crate) struct Config {
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) dedicated_io_thread: bool,
 }
-

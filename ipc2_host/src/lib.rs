@@ -54,4 +54,4 @@ pub mod workerset;
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
-pub use workerset::WorkerSet;
+pub use workerset::{Pool, WorkerSet};

@@ -28,8 +28,8 @@ use crate::dispatch::Job;
 use crate::error::Error;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
-use crate::socket_dir::SocketDir;
 use crate::shared::Shared;
+use crate::socket_dir::SocketDir;
 use crate::stats::{ShutdownReport, Stats};
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
@@ -50,6 +50,28 @@ use crate::stats::{ShutdownReport, Stats};
 pub struct WorkerSet<S, W, H> {
     inner: Arc<Inner>,
     _types: PhantomData<fn(H) -> (S, W)>,
+}
+
+/// A pool over the default transport (the host's Unix socket), with its
+/// messages named in the order a worker names them: the job (`Request`)
+/// first, then the `Reply` (as in `ipc2_worker::jobs::<Request, Reply>()`).
+///
+/// `Pool<HostMessage, u32>` is `WorkerSet<UnixListener, u32, HostMessage>`:
+/// the seed's spelling stays valid, and the two name the same type.
+pub type Pool<Request, Reply> = WorkerSet<tokio::net::UnixListener, Reply, Request>;
+
+/// Shows the worker count, the pids of the workers serving, and how many
+/// jobs wait in the queue (message types need not implement `Debug`).
+impl<S, W, H> std::fmt::Debug for WorkerSet<S, W, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, queued) = self.inner.shared.dispatch.snapshot();
+        f.debug_struct("WorkerSet")
+            .field("worker_count", &self.worker_count())
+            .field("pids", &self.worker_pids())
+            .field("queued", &queued)
+            .field("socket", &self.socket_path())
+            .finish()
+    }
 }
 
 impl<S, W, H> Clone for WorkerSet<S, W, H> {
