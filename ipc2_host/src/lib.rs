@@ -23,6 +23,7 @@
 //! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
+//! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
 //! - `supervisor` (private): the life of one worker slot: spawn, handshake,
@@ -48,10 +49,12 @@ mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
+pub mod stream;
 mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
+pub use stream::ReplyStream;
 pub use workerset::{Pool, WorkerSet};
