@@ -16,4 +16,5 @@
 
 pub use ipc2_common as common;
 pub use ipc2_host as host;
+pub use ipc2_host::Pool;
 pub use ipc2_worker as worker;

@@ -19,6 +19,8 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - `config` (private): a set's settings and their defaults.
+//! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
 //! - `dispatch` (private): where a job waits for a worker, and how replies
@@ -36,11 +38,13 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+mod config;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
 mod responder;
+mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
@@ -50,4 +54,4 @@ pub mod workerset;
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
-pub use workerset::WorkerSet;
+pub use workerset::{Pool, WorkerSet};

@@ -23,7 +23,9 @@
 //!
 //! - [`connect`](mod@connect): the handshake with the host.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
+//! - [`self_exec`]: one executable as host and worker ([`run_if_worker`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
+//! - `panic` (private): a panicking handler's report, sent as its job's answer.
 //! - [`error`]: what can go wrong.
 
 #![warn(missing_docs)]
@@ -31,9 +33,12 @@
 pub mod connect;
 pub mod error;
 pub mod job;
+mod panic;
 pub mod receiver;
+pub mod self_exec;
 
-pub use connect::connect;
+pub use connect::{connect, jobs};
 pub use error::{ConnectError, ReplyError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
+pub use self_exec::{run_if_worker, worker_role};
