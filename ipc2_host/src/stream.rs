@@ -143,9 +143,8 @@ fn send_to(running: &Running, kind: FrameKind, payload: &[u8]) {
 ///
 /// Each item is `Ok(reply)`; a job that ends normally ends the stream
 /// (`None`), one that fails ends it with one `Err` (then `None`). Read it
-/// with [`next`](Self::next) in async code, as a `futures_core::Stream`, or
-/// with [`next_blocking`](Self::next_blocking) / `Iterator` in sync code.
-/// Dropping it cancels the job.
+/// with [`next`](Self::next), or as a `futures_core::Stream`. Dropping it
+/// cancels the job.
 pub struct ReplyStream<W> {
     shared: Arc<StreamShared>,
     /// For counting the outcome in the pool's stats.

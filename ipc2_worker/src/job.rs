@@ -7,7 +7,7 @@
 //! sender dropped by a panic in the job's handler tells the host that, with
 //! the panic's message and location (the worker library's panic hook keeps
 //! the report for the panicking thread and task). A stream job's sender
-//! turns into a [`StreamSender`](crate::StreamSender) that answers with many
+//! turns into a [`StreamSender`] that answers with many
 //! items.
 
 use std::fmt::Display;
