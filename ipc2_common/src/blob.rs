@@ -100,12 +100,14 @@ impl Blob {
     /// at its limit (until bodies are released); a body that could never fit
     /// within the limit is made on the heap.
     pub async fn reserve(len: usize) -> BlobMut {
-        if len >= shm::blob_threshold()
-            && let Some(allocation) = shm::wait_alloc(len).await
-        {
-            return BlobMut(MutRepr::Shared(allocation));
+        let shared = match len >= shm::blob_threshold() {
+            true => shm::wait_alloc(len).await,
+            false => None,
+        };
+        match shared {
+            Some(allocation) => BlobMut(MutRepr::Shared(allocation)),
+            None => BlobMut(MutRepr::Heap(vec![0; len])),
         }
-        BlobMut(MutRepr::Heap(vec![0; len]))
     }
 
     /// Like [`reserve`](Blob::reserve), but fails at once instead of

@@ -400,9 +400,13 @@ impl Decoder for FrameCodec {
             let Some((mut frame, kind_byte)) = self.split_frame(src)? else {
                 return Ok(None);
             };
-            if let Some(link) = &self.link
-                && let Some(control) = decode_control(link.side(), frame.kind, &frame.payload)
-            {
+            let control = self.link.as_ref().and_then(|link| {
+                Some((
+                    link,
+                    decode_control(link.side(), frame.kind, &frame.payload)?,
+                ))
+            });
+            if let Some((link, control)) = control {
                 link.receive(control?)?;
                 continue;
             }

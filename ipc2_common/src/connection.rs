@@ -3,19 +3,25 @@
 //! [`FrameReader`] turns the read half of a connection into a sequence of
 //! [`Frame`]s; [`write_frames`] drains a queue of encoded frames into the
 //! write half, writing whatever is ready in one batch instead of one system
-//! call per frame. Frames reach the writer through an [`Outbox`]. Host and
-//! worker use the same pieces.
+//! call per frame. Frames reach the writer through an [`Outbox`], which can
+//! also be flushed synchronously by a process about to die (a worker whose
+//! job panicked), so its last words reach the host. Host and worker use the
+//! same pieces.
 //!
 //! On a connection that passes descriptors, [`share_memory`] gives both a
 //! shared-memory [`Link`]: the reader's codec then takes in the peer's
 //! regions and checks its handles, and the outbox queues the region
-//! descriptors (each sent with `sendmsg` between two frames), the releases,
+//! descriptors (each sent with `sendmsg`, between two frames), the releases,
 //! and lends each job's bodies to the connection it is queued on.
 
+use std::fmt;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Context, Poll, Waker, ready};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -87,6 +93,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+impl<R> fmt::Debug for FrameReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buffer.len())
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R> FrameReader<R> {
     /// The codec, e.g. to raise the frame limit after a handshake.
     pub fn codec_mut(&mut self) -> &mut FrameCodec {
@@ -148,21 +163,21 @@ impl<R> FrameReader<R> {
 /// the writer swaps the whole vector out in one step, and only the frame
 /// that finds the queue empty wakes it. Besides queueing, the outbox counts
 /// frames not yet written so that a side about to stop can wait until what
-/// it queued is on the wire ([`Outbox::flushed`]).
-#[derive(Clone, Debug)]
+/// it queued is on the wire ([`Outbox::flushed`]), or, when no task can run
+/// any more, write it from the calling thread ([`Outbox::flush_blocking`]).
+#[derive(Clone)]
 pub struct Outbox(Arc<SenderHandle>);
 
-/// The writer's end of an [`Outbox`].
-#[derive(Debug)]
+/// The writer's end of an [`Outbox`], to hand to [`write_frames`].
 pub struct OutboxReceiver(Arc<Shared>);
 
 /// Dropping the last one closes the outbox.
-#[derive(Debug)]
 struct SenderHandle(Arc<Shared>);
 
-#[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
+    /// Passes the descriptors some frames carry, if the transport can.
+    descriptors: Option<Arc<dyn Descriptors>>,
     /// The connection's shared-memory link, once it has one.
     link: OnceLock<Weak<Link>>,
     /// Frames arrived in an empty queue, or the last sender left.
@@ -173,10 +188,20 @@ struct Shared {
     unwritten: AtomicUsize,
     /// `unwritten` reached zero, or the writer stopped.
     changed: Notify,
+    /// The write half while nobody writes to it. Whoever writes takes it
+    /// first (the writer task, or a synchronous flush) and puts it back
+    /// after, so frames go out whole and in order.
+    sink: Mutex<Option<BoxedWriter>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Frames waiting for the writer, and the descriptors some of them carry.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Queue {
     frames: Vec<Bytes>,
     /// `(index in frames, descriptor)`, in order.
@@ -184,17 +209,6 @@ struct Queue {
 }
 
 impl Queue {
-    fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
-    fn append(&mut self, other: &mut Queue) {
-        let base = self.frames.len();
-        self.fds
-            .extend(other.fds.drain(..).map(|(index, fd)| (index + base, fd)));
-        self.frames.append(&mut other.frames);
-    }
-
     fn clear(&mut self) {
         self.frames.clear();
         self.fds.clear();
@@ -203,9 +217,27 @@ impl Queue {
 
 impl Shared {
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.queue)
+    }
+
+    /// Frames were written: count them off, and wake whoever waits for the
+    /// queue to be flushed.
+    fn written(&self, frames: usize) {
+        if frames > 0 && self.unwritten.fetch_sub(frames, Ordering::AcqRel) == frames {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The writer stopped for good: later frames are refused, queued ones
+    /// dropped, and the write half closed.
+    fn writer_stopped(&self) {
+        {
+            let mut queue = self.queue();
+            self.writer_gone.store(true, Ordering::Release);
+            queue.clear();
+        }
+        drop(lock(&self.sink).take());
+        self.changed.notify_waiters();
     }
 }
 
@@ -216,10 +248,46 @@ impl Drop for SenderHandle {
     }
 }
 
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.0.0;
+        f.debug_struct("Outbox")
+            .field("unwritten", &shared.unwritten.load(Ordering::Relaxed))
+            .field("writer_gone", &shared.writer_gone.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl fmt::Debug for OutboxReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxReceiver").finish_non_exhaustive()
+    }
+}
+
 impl Outbox {
-    /// A new outbox and the receiver to hand to [`write_frames`].
-    pub fn channel() -> (Self, OutboxReceiver) {
-        let shared = Arc::new(Shared::default());
+    /// A new outbox writing to `writer`, and the receiver to hand to
+    /// [`write_frames`].
+    pub fn channel(writer: BoxedWriter) -> (Self, OutboxReceiver) {
+        Self::channel_passing(writer, None)
+    }
+
+    /// [`Outbox::channel`] on a connection that passes descriptors with
+    /// `descriptors`: a frame queued with one is sent with it attached.
+    pub fn channel_passing(
+        writer: BoxedWriter,
+        descriptors: Option<Arc<dyn Descriptors>>,
+    ) -> (Self, OutboxReceiver) {
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            descriptors,
+            link: OnceLock::new(),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            writer_gone: AtomicBool::new(false),
+            unwritten: AtomicUsize::new(0),
+            changed: Notify::new(),
+            sink: Mutex::new(Some(writer)),
+        });
         (
             Self(Arc::new(SenderHandle(Arc::clone(&shared)))),
             OutboxReceiver(shared),
@@ -236,10 +304,10 @@ impl Outbox {
     /// in `lent`: they are lent to this connection first (and stay taken
     /// until the peer releases them or the connection ends).
     pub fn send_lending(&self, frame: Bytes, lent: &Lent) -> Result<(), Bytes> {
-        if !lent.is_empty()
-            && let Some(link) = self.link()
-        {
-            link.lend(lent);
+        if !lent.is_empty() {
+            if let Some(link) = self.link() {
+                link.lend(lent);
+            }
         }
         self.push(frame, None)
     }
@@ -256,7 +324,7 @@ impl Outbox {
             return Err(frame);
         }
         shared.unwritten.fetch_add(1, Ordering::AcqRel);
-        let was_empty = queue.is_empty();
+        let was_empty = queue.frames.is_empty();
         if let Some(fd) = fd {
             let index = queue.frames.len();
             queue.fds.push((index, fd));
@@ -284,6 +352,47 @@ impl Outbox {
             }
             changed.await;
         }
+    }
+
+    /// Writes every queued frame from the calling thread, blocking it for at
+    /// most `timeout`; returns whether they all went out.
+    ///
+    /// For a process about to die, whose runtime may never run the writer
+    /// task again (a panic unwinding out of a worker's `main`). It waits for
+    /// the writer task to finish a write it has begun, then polls the write
+    /// half directly. Past the deadline (the peer stopped reading, or the
+    /// writer task cannot finish without this thread), the write half is
+    /// closed rather than left holding half a frame.
+    pub fn flush_blocking(&self, timeout: Duration) -> bool {
+        let shared = &self.0.0;
+        let deadline = Instant::now() + timeout;
+        let mut writer = loop {
+            if let Some(writer) = lock(&shared.sink).take() {
+                break writer;
+            }
+            if shared.writer_gone.load(Ordering::Acquire) || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let queue = std::mem::take(&mut *shared.queue());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batches = Batches::new(&queue, shared.descriptors.as_deref());
+        let done = loop {
+            match batches.poll_write(&mut writer, &mut cx) {
+                Poll::Ready(result) => break result.is_ok(),
+                Poll::Pending if Instant::now() >= deadline => break false,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        if !done {
+            drop(writer);
+            shared.writer_stopped();
+            return false;
+        }
+        *lock(&shared.sink) = Some(writer);
+        shared.written(queue.frames.len());
+        true
     }
 }
 
@@ -313,25 +422,21 @@ pub fn share_memory<R>(
     reader.codec_mut().set_link(link);
 }
 
-/// Writes every frame queued in the outbox to `writer` until all senders
-/// are gone and their frames written, then shuts the write side down.
-/// Frames that are ready together go out in one vectored write: one system
-/// call for the batch, and no copy of any frame, however large.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    outbox: OutboxReceiver,
-    writer: W,
-) -> std::io::Result<()> {
-    write_frames_passing(outbox, writer, None).await
-}
-
-/// [`write_frames`] on a connection that passes descriptors: a frame queued
-/// with one is sent with `sendmsg` through `descriptors`, between frames.
-pub async fn write_frames_passing<W: AsyncWrite + Unpin>(
-    outbox: OutboxReceiver,
-    mut writer: W,
-    descriptors: Option<Arc<dyn Descriptors>>,
-) -> std::io::Result<()> {
+/// Writes every frame queued in the outbox until all senders are gone and
+/// their frames written, then shuts the write side down. Frames that are
+/// ready together go out in one vectored write: one system call for the
+/// batch, and no copy of any frame, however large.
+pub async fn write_frames(outbox: OutboxReceiver) -> std::io::Result<()> {
     let shared = outbox.0;
+    // However this task ends (an error, or cancelled with its runtime), later
+    // frames must be refused rather than queued for nobody.
+    struct Stopped<'a>(&'a Shared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.writer_stopped();
+        }
+    }
+    let _stopped = Stopped(&shared);
     // A multi-thread runtime runs a freshly woken task next (its "LIFO
     // slot"), so this task, woken by the first frame, would write it alone
     // before the tasks about to queue more get to run: one system call per
@@ -341,89 +446,134 @@ pub async fn write_frames_passing<W: AsyncWrite + Unpin>(
     let coalesce = tokio::runtime::Handle::try_current()
         .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
     let mut ready = Queue::default();
-    let result = async {
+    loop {
         loop {
-            loop {
-                let arrived = shared.ready.notified();
-                tokio::pin!(arrived);
-                arrived.as_mut().enable();
-                std::mem::swap(&mut *shared.queue(), &mut ready);
-                if !ready.is_empty() {
+            let arrived = shared.ready.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let queued = shared.queue().frames.len();
+            if queued > 0 {
+                if coalesce && queued < WRITE_BATCH {
+                    tokio::task::yield_now().await;
+                }
+                break;
+            }
+            if shared.closed.load(Ordering::Acquire) {
+                let Some(mut writer) = lock(&shared.sink).take() else {
+                    return Ok(());
+                };
+                return writer.shutdown().await;
+            }
+            arrived.await;
+        }
+        // A synchronous flush may hold the write half for a moment.
+        let Some(mut writer) = lock(&shared.sink).take() else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        std::mem::swap(&mut *shared.queue(), &mut ready);
+        let mut batches = Batches::new(&ready, shared.descriptors.as_deref());
+        let result = std::future::poll_fn(|cx| batches.poll_write(&mut writer, cx)).await;
+        *lock(&shared.sink) = Some(writer);
+        result?;
+        shared.written(ready.frames.len());
+        ready.clear();
+    }
+}
+
+/// Frames being written with as few vectored writes as the stream allows
+/// (at most [`MAX_IOVECS`] buffers per call): the one write loop behind both
+/// the writer task and [`Outbox::flush_blocking`]. A frame that carries a
+/// descriptor starts a write of its own, with the descriptor attached.
+struct Batches<'a> {
+    frames: &'a [Bytes],
+    fds: &'a [(usize, OwnedFd)],
+    descriptors: Option<&'a dyn Descriptors>,
+    /// Frames fully written.
+    done: usize,
+    /// Bytes of the next frame already written.
+    offset: usize,
+    /// Descriptors sent.
+    sent: usize,
+}
+
+impl<'a> Batches<'a> {
+    fn new(queue: &'a Queue, descriptors: Option<&'a dyn Descriptors>) -> Self {
+        Self {
+            frames: &queue.frames,
+            // Without descriptor passing they cannot go: dropped (closed).
+            fds: if descriptors.is_some() {
+                &queue.fds
+            } else {
+                &[]
+            },
+            descriptors,
+            done: 0,
+            offset: 0,
+            sent: 0,
+        }
+    }
+
+    /// Sends the start of frame `done` with the next descriptor attached.
+    fn poll_send_descriptor(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let (Some(descriptors), Some((_, fd))) = (self.descriptors, self.fds.get(self.sent)) else {
+            return Poll::Ready(Ok(()));
+        };
+        let frame = &self.frames[self.done];
+        let written = ready!(descriptors.poll_send_with(cx, frame, &[fd.as_fd()]))?;
+        if written == 0 {
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+        }
+        self.sent += 1;
+        self.offset = written;
+        if written == frame.len() {
+            self.done += 1;
+            self.offset = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes until every frame is out (`Ready(Ok)`), the stream fails, or
+    /// it would block (`Pending`, with `cx`'s waker registered).
+    fn poll_write(
+        &mut self,
+        writer: &mut BoxedWriter,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        while self.done < self.frames.len() {
+            let next_fd = self.fds.get(self.sent).map(|&(index, _)| index);
+            if next_fd == Some(self.done) && self.offset == 0 {
+                ready!(self.poll_send_descriptor(cx))?;
+                continue;
+            }
+            let end = self.frames.len().min(self.done + MAX_IOVECS).min(
+                next_fd
+                    .filter(|&index| index > self.done)
+                    .unwrap_or(usize::MAX),
+            );
+            let pending = &self.frames[self.done..end];
+            let mut slices: Vec<IoSlice<'_>> = pending.iter().map(|f| IoSlice::new(f)).collect();
+            let mut remaining = &mut slices[..];
+            IoSlice::advance_slices(&mut remaining, self.offset);
+            let written = match Pin::new(&mut *writer).poll_write_vectored(cx, remaining) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            };
+            // Advance over whole frames, then into the next one.
+            let mut left = self.offset + written;
+            while let Some(frame) = self.frames.get(self.done) {
+                if left < frame.len() {
                     break;
                 }
-                if shared.closed.load(Ordering::Acquire) {
-                    return writer.shutdown().await;
-                }
-                arrived.await;
+                left -= frame.len();
+                self.done += 1;
             }
-            if coalesce && ready.frames.len() < WRITE_BATCH {
-                tokio::task::yield_now().await;
-                ready.append(&mut shared.queue());
-            }
-            write_queue(&mut writer, &mut ready, descriptors.as_deref()).await?;
-            let written = ready.frames.len();
-            ready.clear();
-            if shared.unwritten.fetch_sub(written, Ordering::AcqRel) == written {
-                shared.changed.notify_waiters();
-            }
+            self.offset = left;
         }
+        Pin::new(&mut *writer).poll_flush(cx)
     }
-    .await;
-    {
-        let mut queue = shared.queue();
-        shared.writer_gone.store(true, Ordering::Release);
-        queue.clear();
-    }
-    shared.changed.notify_waiters();
-    result
-}
-
-/// Writes the frames of `queue`, each that carries a descriptor on its own
-/// with the descriptor attached, the rest in vectored batches.
-async fn write_queue<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    queue: &mut Queue,
-    descriptors: Option<&dyn Descriptors>,
-) -> std::io::Result<()> {
-    let mut start = 0;
-    for (index, fd) in queue.fds.drain(..) {
-        for frames in queue.frames[start..index].chunks(MAX_IOVECS) {
-            write_all_vectored(writer, frames).await?;
-        }
-        let frame = &queue.frames[index];
-        let mut sent = 0;
-        if let Some(descriptors) = descriptors {
-            let fds = [fd.as_fd()];
-            sent = std::future::poll_fn(|cx| descriptors.poll_send_with(cx, frame, &fds)).await?;
-            if sent == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-        }
-        writer.write_all(&frame[sent..]).await?;
-        start = index + 1;
-    }
-    for frames in queue.frames[start..].chunks(MAX_IOVECS) {
-        write_all_vectored(writer, frames).await?;
-    }
-    Ok(())
-}
-
-/// Writes all of `frames` with as few vectored writes as the stream allows.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frames: &[Bytes],
-) -> std::io::Result<()> {
-    if let [frame] = frames {
-        return writer.write_all(frame).await;
-    }
-    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        let written = writer.write_vectored(remaining).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut remaining, written);
-    }
-    Ok(())
 }

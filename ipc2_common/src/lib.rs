@@ -15,6 +15,8 @@
 //! - [`blob`]: [`Blob`], a message field for large bodies.
 //! - [`shm`]: the shared memory large bodies travel through.
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
+//! - [`runtime_thread`]: a thread running a tokio runtime, for code that is
+//!   not async.
 //! - [`error`]: the errors of all of the above.
 
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@ pub mod connection;
 pub mod descriptors;
 pub mod error;
 pub mod protocol;
+pub mod runtime_thread;
 pub mod secret;
 pub mod shm;
 pub mod transport;
@@ -33,6 +36,6 @@ pub use blob::{Blob, BlobFull, BlobMut};
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
-pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION};
+pub use protocol::{Frame, FrameKind, Hello, Leaving, PROTOCOL_VERSION, PanicReport};
 pub use secret::Secret;
 pub use transport::{Channel, Client, Connection, PeerCredentials, Server};

@@ -8,10 +8,11 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
-use ipc2_common::connection::{share_memory, write_frames_passing};
+use ipc2_common::connection::{share_memory, write_frames};
 use ipc2_common::protocol::{
     ENV_BLOB_THRESHOLD, ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SHARED_MEMORY_LIMIT, ENV_SOCKET,
 };
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ConnectError;
+use crate::inbound::Inbound;
 use crate::receiver::Receiver;
 
 /// How long a worker waits for the host to answer its handshake.
@@ -47,6 +49,7 @@ where
     Out: Serialize + Send + 'static,
 {
     let address = PathBuf::from(env_var(ENV_SOCKET)?);
+    crate::panic::install_hook();
     let secret_value = env_var(ENV_SECRET)?;
     let secret = secret_value
         .to_str()
@@ -89,11 +92,24 @@ where
         Ok(Err(error)) => return Err(ConnectError::Handshake(error)),
     }
 
-    let (outbox, outgoing) = Outbox::channel();
     let descriptors = channel.descriptors;
-    tokio::spawn(write_frames_passing(outgoing, writer, descriptors.clone()));
+    let (outbox, outgoing) = Outbox::channel_passing(writer, descriptors.clone());
+    tokio::spawn(write_frames(outgoing));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, limit);
-    Ok(Receiver::new(reader, outbox, max_frame_length))
+    let inbound = Arc::new(Inbound::new(reader, outbox.clone()));
+    Ok(Receiver::new(inbound, outbox, max_frame_length))
+}
+
+/// Connects over the default transport, the host's Unix socket: the
+/// common case of [`connect`], without naming the transport. Type
+/// parameters: the job (`Request`) the host sends, then the `Reply` it gets
+/// back (the same order as the host's `Pool<Request, Reply>`).
+pub async fn jobs<Request, Reply>() -> Result<Receiver<Request, Reply>, ConnectError>
+where
+    Request: DeserializeOwned + Send + 'static,
+    Reply: Serialize + Send + 'static,
+{
+    connect::<tokio::net::UnixStream, Request, Reply>().await
 }
 
 /// A number of bytes from the environment, or `default` when it is unset.

@@ -227,9 +227,8 @@ impl Slot {
         self.used -= size;
         let index = self.free.partition_point(|&(start, _)| start < offset);
         let mut range = (offset, size);
-        if let Some(&(next, next_len)) = self.free.get(index)
-            && offset + size == next
-        {
+        let next = self.free.get(index).copied();
+        if let Some((_, next_len)) = next.filter(|&(next, _)| offset + size == next) {
             range.1 += next_len;
             self.free.remove(index);
         }

@@ -13,7 +13,7 @@
 use std::os::fd::AsFd;
 
 use ipc2_common::codec::encode_frame_with_bodies;
-use ipc2_common::connection::{share_memory, write_frames_passing};
+use ipc2_common::connection::{share_memory, write_frames};
 use ipc2_common::protocol::ENV_BLOB_THRESHOLD;
 use ipc2_common::shm::{self, Control, ControlSink, Side};
 use ipc2_common::{Blob, FrameKind, Outbox};
@@ -37,8 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors,
     } = join_host().await?;
     reader.next().await?.ok_or("no welcome")?;
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames_passing(outgoing, writer, descriptors.clone()));
+    let (outbox, outgoing) = Outbox::channel_passing(writer, descriptors.clone());
+    tokio::spawn(write_frames(outgoing));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, usize::MAX);
     let link = outbox.link().ok_or("no shared memory on this connection")?;
     while let Some(frame) = reader.next().await? {
