@@ -439,6 +439,12 @@ async fn echo_bandwidth(
             builder = builder.blob_threshold(threshold);
         }
         let pool = builder.finish().await?;
+        // Warm up until each sender has made a few round trips, however
+        // large the body: the worker's regions are made (and faulted in) on
+        // its first bodies, and a steady pool reuses them.
+        for _ in 0..3 {
+            echo_loop(&pool, size, payload, Duration::ZERO).await?;
+        }
         echo_loop(&pool, size, payload, budget.warmup).await?;
         rates.push(echo_loop(&pool, size, payload, budget.window).await?);
         close(pool).await?;
@@ -466,7 +472,8 @@ async fn echo_loop(pool: &Pool, size: usize, payload: Payload, window: Duration)
                 false => Blob::new(),
             };
             let mut bodies = 0u64;
-            while Instant::now() < deadline {
+            // At least one round trip, even with a window of zero.
+            while bodies == 0 || Instant::now() < deadline {
                 let job = match payload {
                     Payload::Vec => BenchJob::EchoVec(body),
                     Payload::Bytes => BenchJob::Echo(ByteBuf::from(body)),

@@ -12,7 +12,7 @@
 //! cannot pass descriptors, are written inline, like `serde_bytes`.
 //!
 //! serde has no way to pass context to `Serialize`, so the codec sets a
-//! thread-local [`Encoding`] (or [`Decoding`]) around its serializer; a
+//! thread-local `Encoding` (or `Decoding`) around its serializer; a
 //! `Blob` serialized anywhere else (JSON, a file) is written as plain bytes.
 
 use std::cell::RefCell;

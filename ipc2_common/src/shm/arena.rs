@@ -14,6 +14,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -31,6 +32,10 @@ pub const DEFAULT_SHARED_MEMORY_LIMIT: usize = 1 << 30;
 const REGION_MIN: usize = 8 << 20;
 /// Bodies start on page boundaries.
 const PAGE: usize = 4096;
+/// A region with nothing in it for this long is retired (unmapped here and
+/// in every peer) the next time a body is made or freed, so that a burst of
+/// large bodies does not keep its memory for good.
+const IDLE_RETIRE: Duration = Duration::from_secs(10);
 
 static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_BLOB_THRESHOLD);
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_SHARED_MEMORY_LIMIT);
@@ -101,6 +106,8 @@ struct Slot {
     used: usize,
     /// Bytes from here on were never handed out: still zero.
     touched: usize,
+    /// Since when nothing is in it.
+    idle_since: Option<Instant>,
 }
 
 /// Why an allocation failed.
@@ -126,6 +133,7 @@ impl Arena {
             return Err(Refused::Never);
         }
         let mut state = self.lock();
+        state.retire_idle();
         let hit = state
             .slots
             .iter_mut()
@@ -157,6 +165,7 @@ impl Arena {
                     region,
                     used: 0,
                     touched: 0,
+                    idle_since: None,
                 };
                 let offset = slot.take(size).ok_or(Refused::Never)?;
                 state.slots.push(slot);
@@ -185,7 +194,11 @@ impl Arena {
         let mut state = self.lock();
         if let Some(slot) = state.slots.iter_mut().find(|slot| slot.region.id == region) {
             slot.give_back(offset, size);
+            if slot.used == 0 {
+                slot.idle_since = Some(Instant::now());
+            }
         }
+        state.retire_idle();
         drop(state);
         self.room.notify_waiters();
     }
@@ -198,13 +211,32 @@ impl State {
             let Some(index) = self.slots.iter().position(|slot| slot.used == 0) else {
                 return Err(Refused::Full);
             };
-            let slot = self.slots.swap_remove(index);
-            self.mapped -= slot.region.map.len();
-            for link in self.peers.iter().filter_map(Weak::upgrade) {
-                link.send_detach(slot.region.id);
-            }
+            self.retire(index);
         }
         Ok(())
+    }
+
+    /// Retires the regions that have been empty for [`IDLE_RETIRE`].
+    fn retire_idle(&mut self) {
+        let now = Instant::now();
+        let idle = |slot: &Slot| {
+            slot.used == 0
+                && slot
+                    .idle_since
+                    .is_some_and(|since| now.duration_since(since) >= IDLE_RETIRE)
+        };
+        while let Some(index) = self.slots.iter().position(idle) {
+            self.retire(index);
+        }
+    }
+
+    /// Unmaps an empty region, here and in every peer.
+    fn retire(&mut self, index: usize) {
+        let slot = self.slots.swap_remove(index);
+        self.mapped -= slot.region.map.len();
+        for link in self.peers.iter().filter_map(Weak::upgrade) {
+            link.send_detach(slot.region.id);
+        }
     }
 }
 
@@ -219,6 +251,7 @@ impl Slot {
             self.free[index] = (offset + size, len - size);
         }
         self.used += size;
+        self.idle_since = None;
         Some(offset)
     }
 
@@ -330,6 +363,7 @@ mod tests {
             free: vec![(0, 16 * PAGE)],
             used: 0,
             touched: 0,
+            idle_since: None,
         };
         let a = slot.take(4 * PAGE).unwrap();
         let b = slot.take(4 * PAGE).unwrap();

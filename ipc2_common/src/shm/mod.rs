@@ -1,9 +1,9 @@
 //! Shared memory for large bodies: where a [`Blob`](crate::blob::Blob)'s
 //! bytes live when they are too large to copy through the socket.
 //!
-//! - [`region`] (private): one `memfd`, sealed against shrinking and mapped;
+//! - `region` (private): one `memfd`, sealed against shrinking and mapped;
 //!   a peer's region, checked before it is mapped.
-//! - [`arena`] (private): this process's regions, pooled and bounded, and
+//! - `arena` (private): this process's regions, pooled and bounded, and
 //!   the allocator that carves bodies out of them.
 //! - [`link`]: what one connection knows about shared memory: the peer's
 //!   regions it has mapped, and which of this process's bodies the peer holds.

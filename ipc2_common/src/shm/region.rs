@@ -16,9 +16,11 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::ShmError;
 
-/// Regions up to this size are faulted in when mapped (`MAP_POPULATE`):
-/// one system call instead of a page fault per 4 KiB on first use. Larger
-/// ones (a sparse gibibyte) are faulted in as they are touched.
+/// This process's regions up to this size are faulted in when made
+/// (`MAP_POPULATE`): one system call instead of a page fault per 4 KiB on
+/// first use. Larger ones (a sparse gibibyte) are faulted in as they are
+/// touched, and so are a peer's regions (a new worker maps all its host's
+/// regions, most of which it may never read).
 const POPULATE_UP_TO: usize = 256 << 20;
 
 /// An `mmap`ed range, unmapped on drop.
@@ -41,7 +43,7 @@ impl Mapping {
             true => ProtFlags::READ | ProtFlags::WRITE,
             false => ProtFlags::READ,
         };
-        let flags = match len <= POPULATE_UP_TO {
+        let flags = match writable && len <= POPULATE_UP_TO {
             true => MapFlags::SHARED | MapFlags::POPULATE,
             false => MapFlags::SHARED,
         };
