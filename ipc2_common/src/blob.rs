@@ -15,7 +15,7 @@
 //! thread-local `Encoding` (or `Decoding`) around its serializer; a
 //! `Blob` serialized anywhere else (JSON, a file) is written as plain bytes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -241,7 +241,9 @@ fn copied_to_shared(bytes: &[u8]) -> Option<Body> {
 }
 
 thread_local! {
-    static ENCODING: RefCell<Option<Encoding>> = const { RefCell::new(None) };
+    /// The encoding in force on this thread (set by `Encoding::run` for the
+    /// length of one serializer pass), or null.
+    static ENCODING: Cell<*mut Encoding> = const { Cell::new(std::ptr::null_mut()) };
     static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
 }
 
@@ -250,7 +252,8 @@ thread_local! {
 /// pass and each is written in the second as the first pass decided.
 pub(crate) struct Encoding {
     threshold: usize,
-    link: Option<Arc<Link>>,
+    /// The connection's link (only compared, never followed).
+    link: *const Link,
     /// Per blob, in visiting order: its bytes (to recognise it in the
     /// writing pass) and its index in the table, if it is shared.
     placed: Vec<(usize, usize, Option<u32>)>,
@@ -265,10 +268,10 @@ pub(crate) struct Encoding {
 impl Encoding {
     /// Places blobs of at least `threshold` bytes in shared memory, for a
     /// frame on `link` (`None`: on the host, before the worker is chosen).
-    pub(crate) fn new(threshold: usize, link: Option<Arc<Link>>) -> Self {
+    pub(crate) fn new(threshold: usize, link: Option<&Arc<Link>>) -> Self {
         Self {
             threshold,
-            link,
+            link: link.map_or(std::ptr::null(), Arc::as_ptr),
             placed: Vec::new(),
             cursor: 0,
             writing: false,
@@ -279,14 +282,15 @@ impl Encoding {
 
     /// Runs `f` (a serializer pass) with this encoding in force.
     pub(crate) fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let outer =
-            ENCODING.with(|cell| cell.replace(Some(std::mem::replace(self, Self::new(0, None)))));
-        let result = f();
-        let inner = ENCODING.with(|cell| cell.replace(outer));
-        if let Some(inner) = inner {
-            *self = inner;
+        /// Puts back the outer encoding however `f` ends.
+        struct Restore(*mut Encoding);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                ENCODING.with(|cell| cell.set(self.0));
+            }
         }
-        result
+        let _restore = Restore(ENCODING.with(|cell| cell.replace(self as *mut Encoding)));
+        f()
     }
 
     /// Switches from the sizing pass to the writing pass.
@@ -322,7 +326,7 @@ impl Encoding {
         if blob.len() < self.threshold {
             return None;
         }
-        let link = self.link.as_ref();
+        let link = self.link;
         let body = match &blob.0 {
             Repr::Shared(body) if body.handle_for(link).is_some() => body.clone(),
             // On the heap, or a peer's body this frame's receiver cannot
@@ -332,7 +336,7 @@ impl Encoding {
         let handle = body.handle_for(link)?;
         let index = u32::try_from(self.handles.len()).ok()?;
         self.handles.push(handle);
-        self.lent.0.push(body);
+        self.lent.push(body);
         Some(index)
     }
 }
@@ -346,6 +350,10 @@ pub(crate) struct Decoding {
 
 impl Decoding {
     pub(crate) fn run<R>(payload: &Bytes, bodies: Vec<Body>, f: impl FnOnce() -> R) -> R {
+        if bodies.is_empty() {
+            // Nothing shared: small inline blobs are copied out instead.
+            return f();
+        }
         let decoding = Self {
             payload: payload.clone(),
             bodies: bodies.into_iter().map(Some).collect(),
@@ -359,11 +367,12 @@ impl Decoding {
 
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let placed = ENCODING.with(|cell| {
-            cell.borrow_mut()
-                .as_mut()
-                .map(|encoding| encoding.place(self))
-        });
+        let encoding = ENCODING.with(Cell::get);
+        // SAFETY: a non-null pointer was set by `Encoding::run` from a
+        // `&mut Encoding` that nothing else uses until `run` returns and
+        // restores the previous pointer; serializers on this thread call
+        // this one blob at a time, and `place` serializes nothing itself.
+        let placed = (!encoding.is_null()).then(|| unsafe { &mut *encoding }.place(self));
         match placed {
             None | Some(Ok(None)) => {
                 serializer.serialize_newtype_variant("Blob", 0, "Inline", &Inline(self))

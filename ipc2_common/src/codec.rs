@@ -140,7 +140,7 @@ pub fn encode_frame_with_bodies<T: Serialize + ?Sized>(
         return encode_frame(kind, id, message, max_frame_length)
             .map(|frame| (frame, Lent::default()));
     }
-    let mut encoding = Encoding::new(shm::blob_threshold(), link.cloned());
+    let mut encoding = Encoding::new(shm::blob_threshold(), link);
     let size = encoding
         .run(|| bincode_options().serialized_size(message))
         .map_err(|e| CodecError::Encode(e))?;

@@ -11,18 +11,21 @@
 //! `sendmsg` between two frames, never in the middle of one.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::net::Shutdown;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, Shutdown,
+    SendAncillaryMessage, SendFlags,
 };
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
 /// Descriptors received with one read, at most. A peer never sends more
@@ -48,9 +51,11 @@ pub trait Descriptors: Send + Sync + 'static {
     fn take_received(&self) -> Option<OwnedFd>;
 }
 
-/// A tokio `UnixStream` shared by its two halves and its [`Descriptors`].
+/// A Unix socket shared by its two halves and its [`Descriptors`],
+/// registered with tokio's reactor as an `AsyncFd` so that both the plain
+/// reads and writes and the `sendmsg`/`recvmsg` calls go through it.
 struct Socket {
-    stream: UnixStream,
+    fd: AsyncFd<StdUnixStream>,
     received: Mutex<VecDeque<OwnedFd>>,
 }
 
@@ -60,17 +65,28 @@ pub struct UnixReader(Arc<Socket>);
 pub struct UnixWriter(Arc<Socket>);
 
 /// Splits `stream` into halves that keep received descriptors, and the
-/// [`Descriptors`] of the connection.
-pub fn unix_channel(stream: UnixStream) -> (UnixReader, UnixWriter, Arc<dyn Descriptors>) {
+/// [`Descriptors`] of the connection. Must be called inside a tokio
+/// runtime.
+pub fn unix_channel(
+    stream: UnixStream,
+) -> io::Result<(UnixReader, UnixWriter, Arc<dyn Descriptors>)> {
+    let stream = stream.into_std()?;
+    // `AsyncFd::new` is deprecated (tokio 1.54) because a registered
+    // descriptor could be closed behind the reactor's back; here the
+    // `AsyncFd` owns the stream, which owns its descriptor, so it is closed
+    // only after being deregistered. Its replacement, `AsyncFd::register`,
+    // needs a newer tokio than the minimum these crates support.
+    #[allow(deprecated)]
+    let fd = AsyncFd::new(stream)?;
     let socket = Arc::new(Socket {
-        stream,
+        fd,
         received: Mutex::new(VecDeque::new()),
     });
-    (
+    Ok((
         UnixReader(Arc::clone(&socket)),
         UnixWriter(Arc::clone(&socket)),
         socket,
-    )
+    ))
 }
 
 impl Socket {
@@ -78,6 +94,36 @@ impl Socket {
         self.received
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `io` once the socket is ready for `write` (or reading), until it
+    /// does not block. `io` returns the bytes it moved and whether moving
+    /// fewer than `wanted` means the socket is full (or drained): then,
+    /// like tokio's own sockets, the readiness is cleared, saving the system
+    /// call that would only say "would block".
+    fn poll_io(
+        &self,
+        cx: &mut Context<'_>,
+        write: bool,
+        wanted: usize,
+        mut io: impl FnMut(&StdUnixStream) -> io::Result<(usize, bool)>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = match write {
+                true => ready!(self.fd.poll_write_ready(cx))?,
+                false => ready!(self.fd.poll_read_ready(cx))?,
+            };
+            match guard.try_io(|fd| io(fd.get_ref())) {
+                Ok(Ok((done, short_is_final))) => {
+                    if short_is_final && done > 0 && done < wanted {
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(done));
+                }
+                Ok(Err(error)) => return Poll::Ready(Err(error)),
+                Err(_would_block) => continue,
+            }
+        }
     }
 }
 
@@ -88,31 +134,23 @@ impl Descriptors for Socket {
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            let sent = self.stream.try_io(Interest::WRITABLE, || {
-                let mut space =
-                    [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PER_READ))];
-                let mut control = SendAncillaryBuffer::new(&mut space);
-                if !control.push(SendAncillaryMessage::ScmRights(fds)) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "too many descriptors for one message",
-                    ));
-                }
-                rustix::net::sendmsg(
-                    &self.stream,
-                    &[IoSlice::new(bytes)],
-                    &mut control,
-                    SendFlags::NOSIGNAL,
-                )
-                .map_err(io::Error::from)
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
+        self.poll_io(cx, true, bytes.len(), |stream| {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PER_READ))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "too many descriptors for one message",
+                ));
             }
-        }
+            let sent = rustix::net::sendmsg(
+                stream,
+                &[IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            );
+            Ok((sent?, true))
+        })
     }
 
     fn take_received(&self) -> Option<OwnedFd> {
@@ -127,72 +165,54 @@ impl AsyncRead for UnixReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let socket = &self.0;
-        loop {
-            ready!(socket.stream.poll_read_ready(cx))?;
-            // SAFETY: the kernel only writes into the buffer, and only the
-            // bytes it reports written are marked initialized below (the
-            // same cast tokio's own socket reads make).
-            let unfilled =
-                unsafe { &mut *(buf.unfilled_mut() as *mut [MaybeUninit<u8>] as *mut [u8]) };
+        // SAFETY: the kernel only writes into the buffer, and only the bytes
+        // it reports written are marked initialized below (the same cast
+        // tokio's own socket reads make).
+        let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [MaybeUninit<u8>] as *mut [u8]) };
+        let wanted = unfilled.len();
+        let mut fds = Vec::new();
+        let mut truncated = false;
+        let read = ready!(socket.poll_io(cx, false, wanted, |stream| {
             let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_PER_READ))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
-            let read = socket.stream.try_io(Interest::READABLE, || {
-                rustix::net::recvmsg(
-                    &socket.stream,
-                    &mut [IoSliceMut::new(unfilled)],
-                    &mut control,
-                    RecvFlags::CMSG_CLOEXEC,
-                )
-                .map_err(io::Error::from)
-            });
-            let message = match read {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(message) => message,
-            };
-            let mut fds = Vec::new();
+            let message = rustix::net::recvmsg(
+                stream,
+                &mut [IoSliceMut::new(unfilled)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
             for ancillary in control.drain() {
                 if let RecvAncillaryMessage::ScmRights(rights) = ancillary {
                     fds.extend(rights);
                 }
             }
-            if !fds.is_empty() {
-                let mut received = socket.received();
-                if received.len() + fds.len() > MAX_PENDING {
-                    return Poll::Ready(Err(refused("more descriptors than frames that use them")));
-                }
-                received.extend(fds);
+            truncated = message.flags.contains(ReturnFlags::CTRUNC);
+            // On Linux a short `recvmsg` means the socket is drained, unless
+            // it stopped early after bytes that carried descriptors (it
+            // does, to keep them with their bytes) with more data waiting.
+            let drained = cfg!(target_os = "linux") && fds.is_empty();
+            Ok((message.bytes, drained))
+        }))?;
+        if !fds.is_empty() {
+            let mut received = socket.received();
+            if received.len() + fds.len() > MAX_PENDING {
+                return Poll::Ready(Err(refused("more descriptors than frames that use them")));
             }
-            if message.flags.contains(ReturnFlags::CTRUNC) {
-                return Poll::Ready(Err(refused("too many descriptors in one message")));
-            }
-            // SAFETY: `recvmsg` wrote `message.bytes` bytes at the start of
-            // the unfilled part.
-            unsafe { buf.assume_init(message.bytes) };
-            buf.advance(message.bytes);
-            return Poll::Ready(Ok(()));
+            received.extend(fds);
         }
+        if truncated {
+            return Poll::Ready(Err(refused("too many descriptors in one message")));
+        }
+        // SAFETY: `recvmsg` wrote `read` bytes at the start of the unfilled
+        // part.
+        unsafe { buf.assume_init(read) };
+        buf.advance(read);
+        Poll::Ready(Ok(()))
     }
 }
 
 fn refused(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("peer sent {what}"))
-}
-
-impl UnixWriter {
-    fn poll_with(
-        &self,
-        cx: &mut Context<'_>,
-        mut write: impl FnMut(&UnixStream) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.stream.poll_write_ready(cx))?;
-            match write(&self.0.stream) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
 }
 
 impl AsyncWrite for UnixWriter {
@@ -201,7 +221,9 @@ impl AsyncWrite for UnixWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_with(cx, |stream| stream.try_write(buf))
+        self.0.poll_io(cx, true, buf.len(), |mut stream| {
+            Ok((stream.write(buf)?, true))
+        })
     }
 
     fn poll_write_vectored(
@@ -209,7 +231,10 @@ impl AsyncWrite for UnixWriter {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_with(cx, |stream| stream.try_write_vectored(bufs))
+        let wanted = bufs.iter().map(|buf| buf.len()).sum();
+        self.0.poll_io(cx, true, wanted, |mut stream| {
+            Ok((stream.write_vectored(bufs)?, true))
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -221,12 +246,10 @@ impl AsyncWrite for UnixWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(
-            match rustix::net::shutdown(self.0.stream.as_fd(), Shutdown::Write) {
-                // Already closed by the peer: nothing left to shut.
-                Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
-                Err(e) => Err(e.into()),
-            },
-        )
+        Poll::Ready(match self.0.fd.get_ref().shutdown(Shutdown::Write) {
+            // Already closed by the peer: nothing left to shut.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        })
     }
 }

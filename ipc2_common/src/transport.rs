@@ -120,11 +120,20 @@ impl Connection for UnixStream {
     }
 
     fn into_channel(self) -> Channel {
-        let (reader, writer, descriptors) = unix_channel(self);
-        Channel {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            descriptors: Some(descriptors),
+        match unix_channel(self) {
+            Ok((reader, writer, descriptors)) => Channel {
+                reader: Box::new(reader),
+                writer: Box::new(writer),
+                descriptors: Some(descriptors),
+            },
+            // The socket could not be moved to a reactor registration of
+            // our own (it is gone with the error): the connection reads as
+            // closed, and its handshake fails.
+            Err(_) => Channel {
+                reader: Box::new(tokio::io::empty()),
+                writer: Box::new(tokio::io::sink()),
+                descriptors: None,
+            },
         }
     }
 }

@@ -332,7 +332,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
 
     /// Size from which a [`Blob`](ipc2_common::Blob) travels through shared
     /// memory rather than the socket. Default: [`DEFAULT_BLOB_THRESHOLD`]
-    /// (64 KiB, measured with `ipc2_bench`). Process-wide, like the arena
+    /// (16 KiB, measured with `ipc2_bench`). Process-wide, like the arena
     /// it applies to: the last set to `finish()` decides, for the host and
     /// its workers.
     pub fn blob_threshold(mut self, bytes: usize) -> Self {

@@ -89,9 +89,10 @@ impl Body {
         }
     }
 
-    /// How a frame on `link` names this body, or `None` if the peer on
-    /// `link` cannot see it (a body of another peer's): it must be copied.
-    pub(crate) fn handle_for(&self, link: Option<&Arc<Link>>) -> Option<Handle> {
+    /// How a frame on the connection of `link` (null: not known yet) names
+    /// this body, or `None` if that peer cannot see it (a body of another
+    /// peer's): it must be copied.
+    pub(crate) fn handle_for(&self, link: *const Link) -> Option<Handle> {
         match &self.0 {
             Repr::Local(allocation) => Some(Handle {
                 owner: Owner::Sender,
@@ -100,8 +101,7 @@ impl Body {
                 len: allocation.len() as u64,
             }),
             Repr::Remote(slice) => {
-                let own_peer =
-                    link.is_some_and(|link| std::ptr::eq(slice.link.as_ptr(), Arc::as_ptr(link)));
+                let own_peer = !link.is_null() && std::ptr::eq(slice.link.as_ptr(), link);
                 own_peer.then(|| {
                     let (region, offset, len) = slice.key;
                     Handle {
@@ -119,24 +119,37 @@ impl Body {
 /// The bodies a frame names, kept alive until the frame is on its way; its
 /// own bodies are lent to the connection it goes to
 /// ([`Link::lend`]).
+///
+/// One pointer wide, and empty without allocating, as it is for most jobs:
+/// it travels with every job through the queue and the in-flight table.
 #[derive(Clone, Default)]
-pub struct Lent(pub(crate) Vec<Body>);
+#[allow(clippy::box_collection)] // one pointer rather than a `Vec`'s three
+pub struct Lent(Option<Box<Vec<Body>>>);
 
 impl std::fmt::Debug for Lent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Lent({} bodies)", self.0.len())
+        write!(f, "Lent({} bodies)", self.bodies().len())
     }
 }
 
 impl Lent {
     /// Whether the frame names no body of this process's.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
+    }
+
+    fn bodies(&self) -> &[Body] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Keeps `body` with the frame.
+    pub(crate) fn push(&mut self, body: Body) {
+        self.0.get_or_insert_with(Box::default).push(body);
     }
 
     /// This process's bodies among them, with their loan keys.
     pub(crate) fn local(&self) -> impl Iterator<Item = (Key, &Arc<Allocation>)> {
-        self.0.iter().filter_map(|body| match &body.0 {
+        self.bodies().iter().filter_map(|body| match &body.0 {
             Repr::Local(allocation) => Some((
                 (
                     allocation.region(),
