@@ -1,6 +1,6 @@
 //! `ipc2`: easy inter-process communication for Rust.
 //!
-//! This umbrella crate re-exports the three crates that make up the project:
+//! This umbrella crate re-exports the crates that make up the project:
 //!
 //! - [`host`] (`ipc2_host`): build a [`host::workerset::WorkerSet`] that spawns,
 //!   supervises and restarts worker processes and sends them typed jobs.
@@ -8,9 +8,27 @@
 //!   the host and receive [`worker::Job`]s.
 //! - [`common`] (`ipc2_common`): the wire protocol, the frame codec and the
 //!   `Server`/`Client` transport traits both sides share.
+//! - [`service`] (`ipc2_macros`): `#[ipc2::service]` turns a trait into typed
+//!   request and response enums, a host client and a worker loop; calls of
+//!   methods that return `Result<T, E>` fail with [`CallError<E>`].
 
 #![warn(missing_docs)]
 
 pub use ipc2_common as common;
 pub use ipc2_host as host;
+pub use ipc2_host::CallError;
+pub use ipc2_macros::service;
 pub use ipc2_worker as worker;
+
+/// What the code `#[ipc2::service]` generates refers to, by paths that do
+/// not depend on the user's imports or dependencies. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::serde;
+    pub use ipc2_common::Server;
+    pub use ipc2_host::service::{ServiceClient, ServiceMessage};
+    pub use ipc2_host::{CallError, Error, Fallible, WorkerSet};
+    pub use ipc2_worker::service::{Dispatch, Runner, serve};
+    pub use ipc2_worker::{ReplySender, ServeError};
+    pub use tokio::net::UnixListener;
+}

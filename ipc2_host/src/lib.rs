@@ -20,6 +20,10 @@
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
 //! - [`error`]: every error a caller can see.
+//! - [`call_error`]: [`CallError`], what a call of a fallible
+//!   `#[ipc2::service]` method fails with: the service's own error or the
+//!   pool's, side by side.
+//! - [`service`]: what a `#[ipc2::service]` client runs on.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
@@ -36,11 +40,13 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+pub mod call_error;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
 mod responder;
+pub mod service;
 mod socket_dir;
 mod spawner;
 pub mod stats;
@@ -48,6 +54,7 @@ mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
+pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use workerset::WorkerSet;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::connection::{BoxedReader, write_frames};
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -157,6 +157,7 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         .env(ENV_SOCKET, &shared.socket_path)
         .env(ENV_SECRET, secret.to_hex())
         .env(ENV_MAX_FRAME_LENGTH, config.max_frame_length.to_string())
+        .env(ENV_MAX_IN_FLIGHT, config.max_in_flight.to_string())
         .stdin(std::process::Stdio::null());
     if config.capture_output {
         command

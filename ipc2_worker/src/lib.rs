@@ -24,6 +24,8 @@
 //! - [`connect`](mod@connect): the handshake with the host.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
+//! - [`service`]: the worker side of `#[ipc2::service]`: one call that
+//!   connects and answers every call with the service's implementation.
 //! - [`error`]: what can go wrong.
 
 #![warn(missing_docs)]
@@ -32,8 +34,9 @@ pub mod connect;
 pub mod error;
 pub mod job;
 pub mod receiver;
+pub mod service;
 
 pub use connect::connect;
-pub use error::{ConnectError, ReplyError};
+pub use error::{ConnectError, ReplyError, ServeError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;

@@ -8,6 +8,7 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
+//! - [`services`]: `#[ipc2::service]` traits for the service tests.
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod behaviour;
 pub mod binaries;
 pub mod pools;
 pub mod process;
+pub mod services;
 pub mod stranger;
 
 use serde::{Deserialize, Serialize};
