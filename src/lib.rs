@@ -16,7 +16,7 @@
 
 pub use ipc2_common as common;
 pub use ipc2_host as host;
-pub use ipc2_host::CallError;
+pub use ipc2_host::{CallError, Pool};
 pub use ipc2_macros::service;
 pub use ipc2_worker as worker;
 

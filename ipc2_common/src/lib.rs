@@ -25,6 +25,6 @@ pub mod transport;
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
-pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION};
+pub use protocol::{Frame, FrameKind, Hello, Leaving, PROTOCOL_VERSION, PanicReport};
 pub use secret::Secret;
 pub use transport::{Client, Connection, PeerCredentials, Server};

@@ -9,10 +9,13 @@
 //! 2. the host answers [`FrameKind::Welcome`] or closes the connection;
 //! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`]; the worker
 //!    answers each with exactly one of [`FrameKind::Reply`],
-//!    [`FrameKind::NoReply`], [`FrameKind::JobFailed`] or (for one-way jobs)
-//!    [`FrameKind::Ack`];
-//! 4. the host may send [`FrameKind::Shutdown`], after which the worker's
-//!    receiver ends.
+//!    [`FrameKind::NoReply`], [`FrameKind::JobFailed`],
+//!    [`FrameKind::Panicked`] or (for one-way jobs) [`FrameKind::Ack`];
+//! 4. the host may send [`FrameKind::Ping`] (answered by [`FrameKind::Pong`]
+//!    when the worker next looks for a job) and [`FrameKind::Shutdown`],
+//!    after which the worker's receiver ends;
+//! 5. the worker's last frame is [`FrameKind::Leaving`], saying how many jobs
+//!    its code took, so the host can give the others to another worker.
 //!
 //! The layout of a frame in bytes is the business of [`crate::codec`].
 
@@ -20,7 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; a worker built against another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Environment variable holding the path of the host's socket.
 pub const ENV_SOCKET: &str = "IPC2_SOCKET";
@@ -32,6 +35,10 @@ pub const ENV_MAX_FRAME_LENGTH: &str = "IPC2_MAX_FRAME_LENGTH";
 /// once (`max_in_flight_per_worker`), so the worker can tell whether its jobs
 /// need to run concurrently. Absent means 1.
 pub const ENV_MAX_IN_FLIGHT: &str = "IPC2_MAX_IN_FLIGHT";
+/// Environment variable naming the worker role of a self-executing host (a
+/// host whose own executable serves as its worker). Set only for those
+/// spawns; a worker checks it first thing in `main`.
+pub const ENV_ROLE: &str = "IPC2_ROLE";
 
 /// Maximum length of a frame before the handshake has succeeded: a stranger
 /// cannot make the host buffer more than this.
@@ -49,6 +56,10 @@ pub enum FrameKind {
     Welcome = 0x03,
     /// Host → worker: finish up; no more jobs will come.
     Shutdown = 0x04,
+    /// Host → worker: answer with [`FrameKind::Pong`] (same id) when you
+    /// next look for a job. Sent after a job panicked, to learn whether the
+    /// worker survived before giving it more work.
+    Ping = 0x05,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -60,6 +71,15 @@ pub enum FrameKind {
     JobFailed = 0x13,
     /// Worker → host: one-way job `id` was handed to the worker's code.
     Ack = 0x14,
+    /// Worker → host: the handler of job `id` panicked. Payload: a bincode
+    /// [`PanicReport`].
+    Panicked = 0x15,
+    /// Worker → host: the worker's receiver is gone (its loop ended, or a
+    /// panic is unwinding through it); no more jobs will be taken. Payload: a
+    /// bincode [`Leaving`]. Always the last frame of a connection.
+    Leaving = 0x16,
+    /// Worker → host: the answer to [`FrameKind::Ping`] `id`.
+    Pong = 0x17,
 }
 
 impl FrameKind {
@@ -70,11 +90,15 @@ impl FrameKind {
             0x02 => Self::OneWayJob,
             0x03 => Self::Welcome,
             0x04 => Self::Shutdown,
+            0x05 => Self::Ping,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
             0x13 => Self::JobFailed,
             0x14 => Self::Ack,
+            0x15 => Self::Panicked,
+            0x16 => Self::Leaving,
+            0x17 => Self::Pong,
             _ => return None,
         })
     }
@@ -100,4 +124,27 @@ pub struct Hello {
     pub pid: u32,
     /// The one-time secret from [`ENV_SECRET`].
     pub secret: [u8; 32],
+}
+
+/// Longest panic message a worker sends; longer ones are cut (at a character
+/// boundary) so a report always fits a frame.
+pub const MAX_PANIC_MESSAGE: usize = 4096;
+
+/// What a worker reports when a job's handler panicked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PanicReport {
+    /// The panic's message (its payload, when that is a string).
+    pub message: String,
+    /// Where it panicked, as `file:line:column`, when known.
+    pub location: Option<String>,
+}
+
+/// A worker's farewell: the last frame it sends.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Leaving {
+    /// Jobs its code took (`Job` and `OneWayJob` frames handled, in the
+    /// order they were sent); any job sent after those was never started.
+    pub yielded: u64,
+    /// Whether a panic is taking the worker down.
+    pub panicking: bool,
 }

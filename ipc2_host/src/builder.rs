@@ -12,86 +12,36 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipc2_common::protocol::ENV_ROLE;
 use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::config::{Config, RestartPolicy};
+pub use crate::config::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDICATED_IO_THREAD,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_RESTART_FAILURES, DEFAULT_RESTART_WINDOW, DEFAULT_ROLE,
+    MAX_PENDING_HANDSHAKES,
+};
 use crate::dispatch::Dispatch;
 use crate::error::Error;
 use crate::gate::Gate;
 use crate::io_thread::IoRuntime;
+use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
 use crate::supervisor::supervise;
-use crate::workerset::{Inner, Shared, WorkerSet};
+use crate::workerset::{Inner, WorkerSet};
 
-/// Default time a spawned worker has to connect and pass its handshake.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a connection has to send its handshake after connecting.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whether a pool's own tasks run on a dedicated thread by default.
-pub const DEFAULT_DEDICATED_IO_THREAD: bool = false;
-/// Connections that may be waiting for their handshake at once; past that
-/// the oldest is dropped, so silent strangers cannot use up the host's file
-/// descriptors.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// Default restart limit: a slot gives up after more than this many failed
-/// starts within [`DEFAULT_RESTART_WINDOW`].
-pub const DEFAULT_MAX_RESTART_FAILURES: u32 = 5;
-/// Default window of the restart limit.
-pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
-/// Default first pause after a failed start; it doubles per failure.
-pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
-/// Default longest pause between failed starts.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// When a slot stops restarting, and how long it waits between tries.
-#[derive(Clone, Debug)]
-pub(crate) struct RestartPolicy {
-    pub(crate) max_failures: u32,
-    pub(crate) window: Duration,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-}
-
-impl RestartPolicy {
-    /// Pause after the `failures`-th failure in the window: exponential, with
-    /// jitter of ±50% so that slots failing together do not retry together.
-    pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        let base = self
-            .backoff_min
-            .saturating_mul(1u32 << exponent)
-            .min(self.backoff_max);
-        let mut random = [0u8; 2];
-        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
-        let factor = 0.5 + f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX);
-        base.mul_f64(factor)
+impl<S, W, H> WorkerSet<S, W, H> {
+    /// A builder for a new set. The worker must be named: a binary with
+    /// [`WorkerSetBuilder::worker_path`], or this very executable with
+    /// [`WorkerSetBuilder::self_exec`].
+    pub fn builder() -> WorkerSetBuilder<S, W, H> {
+        WorkerSetBuilder::default()
     }
-}
-
-/// Settings of a set, fixed at `finish()`.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) worker_count: usize,
-    pub(crate) worker_path: PathBuf,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) envs: Vec<(OsString, OsString)>,
-    pub(crate) max_frame_length: usize,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) socket_parent: PathBuf,
-    pub(crate) job_timeout: Option<Duration>,
-    pub(crate) kill_on_timeout: bool,
-    pub(crate) max_attempts: u32,
-    pub(crate) max_jobs_per_worker: Option<u64>,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) capture_output: bool,
-    pub(crate) max_in_flight: usize,
-    pub(crate) queue_capacity: Option<usize>,
-    pub(crate) dedicated_io_thread: bool,
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -99,6 +49,7 @@ pub(crate) struct Config {
 pub struct WorkerSetBuilder<S, W, H> {
     worker_count: Option<usize>,
     worker_path: Option<PathBuf>,
+    role: Option<String>,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     max_frame_length: usize,
@@ -117,11 +68,31 @@ pub struct WorkerSetBuilder<S, W, H> {
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
+/// Shows the settings given so far (message types need not implement
+/// `Debug`).
+impl<S, W, H> std::fmt::Debug for WorkerSetBuilder<S, W, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSetBuilder")
+            .field("worker_count", &self.worker_count)
+            .field("worker_path", &self.worker_path)
+            .field("self_exec_role", &self.role)
+            .field("args", &self.args)
+            .field("envs", &self.envs)
+            .field("max_frame_length", &self.max_frame_length)
+            .field("job_timeout", &self.job_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_in_flight_per_worker", &self.max_in_flight)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
     fn default() -> Self {
         Self {
             worker_count: None,
             worker_path: None,
+            role: None,
             args: Vec::new(),
             envs: Vec::new(),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -158,6 +129,28 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     /// against the host's current directory.
     pub fn worker_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.worker_path = Some(path.into());
+        self
+    }
+
+    /// Runs this very executable as the worker (self-exec): one binary is
+    /// both host and worker. The worker's `main` must call
+    /// `ipc2_worker::run_if_worker` first thing: in a worker process it runs
+    /// the worker and exits, so the host's own code (command-line parsing,
+    /// building a pool) never runs there. Workers get no command-line
+    /// arguments (add some with [`arg`](Self::arg) if yours need them), and
+    /// the role `"worker"` in their environment.
+    ///
+    /// On Linux the executable is started through `/proc/self/exe`, so it
+    /// is the same program even if its file is replaced or moved meanwhile.
+    pub fn self_exec(self) -> Self {
+        self.self_exec_role(DEFAULT_ROLE)
+    }
+
+    /// Like [`self_exec`](Self::self_exec), with a role of your choosing, so
+    /// that one executable can serve several kinds of workers: the worker
+    /// reads it with `ipc2_worker::worker_role()`.
+    pub fn self_exec_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
         self
     }
 
@@ -309,9 +302,29 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     }
 
     fn config(self) -> Result<Config, Error> {
-        let worker_path = self
-            .worker_path
-            .ok_or(Error::Config("worker_path is required"))?;
+        let worker_path = match (self.worker_path, &self.role) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "worker_path and self_exec both name the worker; keep one",
+                ));
+            }
+            (Some(path), None) => path,
+            (None, Some(_)) => self_executable(),
+            (None, None) => {
+                return Err(Error::Config(
+                    "no worker named: give worker_path(..), or self_exec() to run this executable",
+                ));
+            }
+        };
+        if self.role.is_some() && std::env::var_os(ENV_ROLE).is_some() {
+            // This process is itself a self-exec worker that went on to run
+            // the host's code: starting workers from here would start
+            // workers without end.
+            return Err(Error::Config(
+                "this process is a self-exec worker (IPC2_ROLE is set) but is starting a pool of \
+                 its own; call ipc2_worker::run_if_worker(..) first thing in main",
+            ));
+        }
         let worker_count = self.worker_count.unwrap_or_else(num_cpus::get);
         if worker_count == 0 {
             return Err(Error::Config("worker_count must be at least 1"));
@@ -324,6 +337,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         Ok(Config {
             worker_count,
             worker_path,
+            role: self.role,
             args: self.args,
             envs: self.envs,
             max_frame_length: self.max_frame_length,
@@ -341,6 +355,17 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             dedicated_io_thread: self.dedicated_io_thread,
         })
     }
+}
+
+/// This executable, as a path that names the same program even if its
+/// file is replaced or moved while the pool runs (Linux), or as the path
+/// it was started from.
+fn self_executable() -> PathBuf {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        return proc_self;
+    }
+    std::env::current_exe().unwrap_or(proc_self)
 }
 
 impl<S, W, H> WorkerSetBuilder<S, W, H>

@@ -78,6 +78,23 @@ pub enum CallError<E> {
         source: Arc<CodecError>,
     },
 
+    /// See [`Error::Panicked`]: the service's implementation panicked.
+    #[error(
+        "worker {worker} (pid {pid}) panicked while running this call{}: {message}; the call \
+         failed, the pool goes on",
+        location.as_deref().map(|at| format!(" at {at}")).unwrap_or_default()
+    )]
+    Panicked {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The panic's message.
+        message: String,
+        /// Where it panicked (`file:line:column`), when the worker knew.
+        location: Option<String>,
+    },
+
     /// See [`Error::NoReply`].
     #[error("worker {worker} (pid {pid}) dropped this call's reply sender without replying")]
     NoReply {
@@ -247,6 +264,17 @@ impl<E> From<Error> for CallError<E> {
                 worker,
                 pid,
                 source,
+            },
+            Error::Panicked {
+                worker,
+                pid,
+                message,
+                location,
+            } => CallError::Panicked {
+                worker,
+                pid,
+                message,
+                location,
             },
             Error::NoReply { worker, pid } => CallError::NoReply { worker, pid },
             Error::JobFailed {

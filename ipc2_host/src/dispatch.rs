@@ -51,6 +51,10 @@ pub(crate) struct Job {
 pub(crate) struct InFlight {
     pub(crate) job: Job,
     pub(crate) deadline: Option<Instant>,
+    /// Its place among the jobs sent to this worker process (0 for the
+    /// first): a worker that leaves says how many it took, so the rest are
+    /// known never to have started.
+    seq: u64,
 }
 
 /// What the worker's supervisor should do after jobs completed.
@@ -117,6 +121,9 @@ struct LiveWorker {
     /// Cleared once the worker is doomed (dead, killed, retiring for good):
     /// no new job is routed to it, though its answers are still read.
     accepting: bool,
+    /// Set while it is unknown whether the worker survived a job's panic: it
+    /// gets no new job until it answers the host's ping (or dies).
+    suspended: bool,
 }
 
 struct Slot {
@@ -290,6 +297,7 @@ impl Dispatch {
             with_deadline: 0,
             wake,
             accepting: true,
+            suspended: false,
         };
         let mut freed = 0;
         if matches!(phase, Phase::Open | Phase::Draining) {
@@ -415,6 +423,65 @@ impl Dispatch {
         if let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) {
             worker.accepting = false;
         }
+    }
+
+    /// A job of worker `slot` panicked: give it nothing new until
+    /// [`resume`](Self::resume) (it answered a ping, so it survived).
+    pub(crate) fn suspend(&self, slot: usize) {
+        let mut state = self.lock();
+        if let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) {
+            worker.suspended = true;
+        }
+    }
+
+    /// Worker `slot` survived its job's panic: route to it again, starting
+    /// with the jobs that queued meanwhile.
+    pub(crate) fn resume(&self, slot: usize) {
+        let mut state = self.lock();
+        let State {
+            phase,
+            queue,
+            slots,
+            ..
+        } = &mut *state;
+        let Some(worker) = slots.get_mut(slot).and_then(|s| s.live.as_mut()) else {
+            return;
+        };
+        worker.suspended = false;
+        let mut freed = 0;
+        if matches!(phase, Phase::Open | Phase::Draining) {
+            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
+        }
+        drop(state);
+        self.free_places(freed);
+    }
+
+    /// Worker `slot` is leaving, having taken the first `yielded` jobs sent
+    /// to it: route nothing more to it, and take back the jobs sent after
+    /// those, which it never started. Those whose encoded frame was kept
+    /// (retries are on) are returned, their attempt undone, to be given to
+    /// another worker; the others stay with the worker and share its fate.
+    pub(crate) fn leaving(&self, slot: usize, yielded: u64) -> Vec<Job> {
+        let mut state = self.lock();
+        let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) else {
+            return Vec::new();
+        };
+        worker.accepting = false;
+        let unstarted: Vec<u64> = worker
+            .in_flight
+            .iter()
+            .filter(|(_, held)| held.seq >= yielded && held.job.keep_frame)
+            .map(|(id, _)| *id)
+            .collect();
+        unstarted
+            .into_iter()
+            .filter_map(|id| worker.take(id))
+            .map(|held| {
+                let mut job = held.job;
+                job.attempts = job.attempts.saturating_sub(1);
+                job
+            })
+            .collect()
     }
 
     /// The earliest deadline among the jobs worker `slot` holds.
@@ -626,7 +693,10 @@ impl LiveWorker {
     }
 
     fn has_room(&self, max_in_flight: usize, max_jobs: Option<u64>) -> bool {
-        self.accepting && self.busy() < max_in_flight && max_jobs.is_none_or(|max| self.given < max)
+        self.accepting
+            && !self.suspended
+            && self.busy() < max_in_flight
+            && max_jobs.is_none_or(|max| self.given < max)
     }
 
     /// Sends `job` to this worker; gives it back if the connection is gone.
@@ -640,13 +710,15 @@ impl LiveWorker {
             return Err(job);
         }
         job.attempts += 1;
+        let seq = self.given;
         self.given += 1;
         let deadline = job.timeout.map(|timeout| Instant::now() + timeout);
         if deadline.is_some() {
             self.with_deadline += 1;
             self.wake.notify_one();
         }
-        self.in_flight.insert(job.id, InFlight { job, deadline });
+        self.in_flight
+            .insert(job.id, InFlight { job, deadline, seq });
         Ok(())
     }
 

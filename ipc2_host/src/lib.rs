@@ -19,6 +19,8 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - `config` (private): a set's settings and their defaults.
+//! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
 //! - [`call_error`]: [`CallError`], what a call of a fallible
 //!   `#[ipc2::service]` method fails with: the service's own error or the
@@ -41,12 +43,14 @@
 
 pub mod builder;
 pub mod call_error;
+mod config;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
 mod responder;
 pub mod service;
+mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
@@ -57,4 +61,4 @@ pub use builder::WorkerSetBuilder;
 pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
-pub use workerset::WorkerSet;
+pub use workerset::{Pool, WorkerSet};

@@ -61,6 +61,8 @@ pub struct FailureCounts {
     pub retries_exhausted: u64,
     /// [`Error::NoReply`].
     pub no_reply: u64,
+    /// [`Error::Panicked`].
+    pub panicked: u64,
     /// [`Error::Protocol`].
     pub protocol: u64,
     /// [`Error::Encode`], [`Error::Decode`] and [`Error::JobFailed`].
@@ -80,6 +82,7 @@ impl FailureCounts {
             + self.timed_out
             + self.retries_exhausted
             + self.no_reply
+            + self.panicked
             + self.protocol
             + self.codec
             + self.no_workers
@@ -125,6 +128,7 @@ pub(crate) struct Counters {
     timed_out: AtomicU64,
     retries_exhausted: AtomicU64,
     no_reply: AtomicU64,
+    panicked: AtomicU64,
     protocol: AtomicU64,
     codec: AtomicU64,
     no_workers: AtomicU64,
@@ -141,6 +145,7 @@ impl Counters {
             Err(Error::Timeout { .. }) => &self.timed_out,
             Err(Error::RetriesExhausted { .. }) => &self.retries_exhausted,
             Err(Error::NoReply { .. }) => &self.no_reply,
+            Err(Error::Panicked { .. }) => &self.panicked,
             Err(Error::Protocol { .. }) => &self.protocol,
             Err(Error::Encode(_) | Error::Decode { .. } | Error::JobFailed { .. }) => &self.codec,
             Err(Error::NoWorkers { .. } | Error::QueueFull { .. }) => &self.no_workers,
@@ -161,6 +166,7 @@ impl Counters {
             timed_out: load(&self.timed_out),
             retries_exhausted: load(&self.retries_exhausted),
             no_reply: load(&self.no_reply),
+            panicked: load(&self.panicked),
             protocol: load(&self.protocol),
             codec: load(&self.codec),
             no_workers: load(&self.no_workers),

@@ -32,10 +32,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc2_common::codec::encode_raw_frame;
+use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, write_frames};
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_SECRET, ENV_SOCKET};
-use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox, Secret};
+use ipc2_common::protocol::{
+    ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_ROLE, ENV_SECRET, ENV_SOCKET,
+};
+use ipc2_common::{
+    CodecError, Frame, FrameKind, FrameReader, Leaving, Outbox, PanicReport, Secret,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
@@ -44,9 +48,9 @@ use tokio::time::Instant;
 use crate::dispatch::InFlight;
 use crate::error::{Error, ExitInfo};
 use crate::responder::Reply;
+use crate::shared::Shared;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
-use crate::workerset::Shared;
 
 /// How long a worker whose connection closed gets to exit on its own before
 /// it is killed.
@@ -159,6 +163,12 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         .env(ENV_MAX_FRAME_LENGTH, config.max_frame_length.to_string())
         .env(ENV_MAX_IN_FLIGHT, config.max_in_flight.to_string())
         .stdin(std::process::Stdio::null());
+    // A role only for self-exec workers; never one inherited from a host
+    // that is itself a self-exec worker.
+    match &config.role {
+        Some(role) => command.env(ENV_ROLE, role),
+        None => command.env_remove(ENV_ROLE),
+    };
     if config.capture_output {
         command
             .stdout(std::process::Stdio::piped())
@@ -203,8 +213,8 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         });
     }
 
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, admitted.writer));
+    let (outbox, outgoing) = Outbox::channel(admitted.writer);
+    tokio::spawn(write_frames(outgoing));
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
         let _ = outbox.send(welcome);
     }
@@ -252,7 +262,7 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
-    let mut retiring = false;
+    let mut watch = Watch::default();
     let mut frames = Vec::with_capacity(ANSWER_BATCH);
     let mut done = Vec::with_capacity(ANSWER_BATCH);
 
@@ -277,10 +287,10 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
                 rearm(timer.as_mut(), &mut armed, next);
             }
             frame = reader.next() => match frame {
-                Ok(Some(frame)) => match answer(shared, slot, pid, reader.take_ready(frame, &mut frames, ANSWER_BATCH), &mut done) {
+                Ok(Some(frame)) => match answer(shared, slot, pid, reader.take_ready(frame, &mut frames, ANSWER_BATCH), &mut done, &mut watch, &outbox) {
                     Ok(next) => {
-                        if next.retire && !retiring {
-                            retiring = true;
+                        if next.retire && !watch.retiring {
+                            watch.retiring = true;
                             tracing::info!(worker = slot, pid, "worker reached max_jobs_per_worker; retiring it");
                             if let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) {
                                 let _ = outbox.send(shutdown);
@@ -307,7 +317,7 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             let _ = tokio::time::timeout(DRAIN_GRACE, async {
                 while let Ok(Some(frame)) = reader.next().await {
                     let ready = reader.take_ready(frame, &mut frames, ANSWER_BATCH);
-                    if answer(shared, slot, pid, ready, &mut done).is_err() {
+                    if answer(shared, slot, pid, ready, &mut done, &mut watch, &outbox).is_err() {
                         break;
                     }
                 }
@@ -325,6 +335,8 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
 
     let held = shared.dispatch.worker_gone(slot);
     let job_caused = !held.is_empty();
+    let died_of_a_job_panic =
+        watch.job_panicked && (watch.leaving_in_panic || status.code() == Some(PANIC_EXIT_CODE));
     for held in held {
         settle(shared, slot, pid, status, &end, held);
     }
@@ -339,8 +351,12 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             tracing::info!(worker = slot, pid, %status, "worker killed after a timeout; restarting");
             None
         }
-        _ if retiring => {
+        _ if watch.retiring => {
             tracing::info!(worker = slot, pid, %status, "worker retired; replacing it");
+            None
+        }
+        _ if died_of_a_job_panic => {
+            tracing::warn!(worker = slot, pid, %status, "a job's panic ended the worker; restarting");
             None
         }
         _ if job_caused || shared.dispatch.stopping() => {
@@ -374,24 +390,98 @@ struct Next {
     retire: bool,
 }
 
+/// What a worker process has said about itself, for routing and for the
+/// restart policy.
+#[derive(Default)]
+struct Watch {
+    /// It reached `max_jobs_per_worker` and was asked to exit.
+    retiring: bool,
+    /// One of its jobs panicked.
+    job_panicked: bool,
+    /// It said it was leaving because a panic was unwinding through its
+    /// loop: if it dies now, the job's panic killed it.
+    leaving_in_panic: bool,
+    /// The ping it was sent after its last job panic, while it gets no new
+    /// job; its pong means it survived.
+    ping: Option<u64>,
+    pings_sent: u64,
+}
+
+/// Exit code of a Rust program whose `main` panicked.
+const PANIC_EXIT_CODE: i32 = 101;
+
 /// Resolves the jobs a worker's frames answer (drained from `frames`),
 /// taking them from the routing table under one lock. `Err` if a frame
 /// breaks the protocol; the frames before it are still answered.
+///
+/// Frames that are not answers are dealt with first, so that no job is
+/// routed to a worker that just said it is leaving or whose job just
+/// panicked (it may be about to die): a `Panicked` answer suspends routing
+/// to the worker and pings it; its `Pong` resumes routing; `Leaving` stops
+/// routing for good and takes back the jobs it never started.
 fn answer(
     shared: &Shared,
     slot: usize,
     pid: u32,
     frames: &mut Vec<Frame>,
     done: &mut Vec<Option<InFlight>>,
+    watch: &mut Watch,
+    outbox: &Outbox,
 ) -> Result<Next, Arc<CodecError>> {
-    let completed = shared
-        .dispatch
-        .complete(slot, frames.iter().map(|frame| frame.id), done);
-    let mut violation = completed.unknown.then(|| {
-        Arc::new(CodecError::Malformed(
-            "answer for a job this worker does not hold",
-        ))
+    let mut leaving = None;
+    let mut pong = None;
+    let mut panicked = false;
+    let mut violation = None;
+    frames.retain(|frame| match frame.kind {
+        FrameKind::Leaving => {
+            match decode_message::<Leaving>(&frame.payload) {
+                Ok(farewell) => leaving = Some(farewell),
+                Err(error) => violation = Some(Arc::new(error)),
+            }
+            false
+        }
+        FrameKind::Pong => {
+            pong = Some(frame.id);
+            false
+        }
+        kind => {
+            panicked |= kind == FrameKind::Panicked;
+            true
+        }
     });
+    watch.job_panicked |= panicked;
+    if leaving.is_some() {
+        shared.dispatch.stop_routing(slot);
+    } else if panicked {
+        shared.dispatch.suspend(slot);
+        watch.pings_sent += 1;
+        watch.ping = Some(watch.pings_sent);
+        if let Ok(ping) = encode_raw_frame(FrameKind::Ping, watch.pings_sent, &[], usize::MAX) {
+            let _ = outbox.send(ping);
+        }
+    } else if pong.is_some() && pong == watch.ping {
+        watch.ping = None;
+        shared.dispatch.resume(slot);
+    }
+
+    let completed = match frames.is_empty() {
+        true => None,
+        false => Some(
+            shared
+                .dispatch
+                .complete(slot, frames.iter().map(|frame| frame.id), done),
+        ),
+    };
+    if completed
+        .as_ref()
+        .is_some_and(|completed| completed.unknown)
+    {
+        violation.get_or_insert_with(|| {
+            Arc::new(CodecError::Malformed(
+                "answer for a job this worker does not hold",
+            ))
+        });
+    }
     for (frame, held) in frames.drain(..).zip(done.drain(..)) {
         // A late answer to a job that already timed out: discard it.
         let Some(InFlight { job, .. }) = held else {
@@ -409,25 +499,54 @@ fn answer(
                 pid,
                 reason: String::from_utf8_lossy(&frame.payload).into_owned(),
             }),
-            (kind, _) => {
-                let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
-                violation.get_or_insert_with(|| Arc::clone(&source));
-                Err(Error::Protocol {
+            (FrameKind::Panicked, false) => match decode_message::<PanicReport>(&frame.payload) {
+                Ok(report) => Err(Error::Panicked {
                     worker: slot,
                     pid,
-                    source,
-                })
+                    message: report.message,
+                    location: report.location,
+                }),
+                Err(error) => Err(protocol_error(slot, pid, Arc::new(error), &mut violation)),
+            },
+            (kind, _) => {
+                let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
+                Err(protocol_error(slot, pid, source, &mut violation))
             }
         };
         job.reply.send(outcome);
     }
     frames.clear();
+    if let Some(farewell) = leaving {
+        watch.leaving_in_panic |= farewell.panicking;
+        for job in shared.dispatch.leaving(slot, farewell.yielded) {
+            shared.dispatch.requeue(job);
+        }
+    }
     match violation {
         Some(violation) => Err(violation),
         None => Ok(Next {
-            deadline: completed.next_deadline,
-            retire: completed.retire,
+            deadline: match &completed {
+                Some(completed) => completed.next_deadline,
+                None => shared.dispatch.next_deadline(slot),
+            },
+            retire: completed.is_some_and(|completed| completed.retire),
         }),
+    }
+}
+
+/// The error for a job whose answer broke the protocol; the first such
+/// violation is kept as the reason the worker is killed.
+fn protocol_error(
+    slot: usize,
+    pid: u32,
+    source: Arc<CodecError>,
+    violation: &mut Option<Arc<CodecError>>,
+) -> Error {
+    violation.get_or_insert_with(|| Arc::clone(&source));
+    Error::Protocol {
+        worker: slot,
+        pid,
+        source,
     }
 }
 

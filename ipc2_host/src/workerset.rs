@@ -11,8 +11,8 @@
 //! removed and no worker outlives the pool.
 
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,15 +24,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::builder::{Config, WorkerSetBuilder};
-use crate::dispatch::{Dispatch, Job};
+use crate::dispatch::Job;
 use crate::error::Error;
-use crate::gate::Gate;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
+use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
-use crate::spawner::Spawner;
-use crate::stats::{Counters, ShutdownReport, Stats};
+use crate::stats::{ShutdownReport, Stats};
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
 /// answer with `W` (worker → host), talking over the server type `S`.
@@ -54,6 +52,28 @@ pub struct WorkerSet<S, W, H> {
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
+/// A pool over the default transport (the host's Unix socket), with its
+/// messages named in the order a worker names them: the job (`Request`)
+/// first, then the `Reply` (as in `ipc2_worker::jobs::<Request, Reply>()`).
+///
+/// `Pool<HostMessage, u32>` is `WorkerSet<UnixListener, u32, HostMessage>`:
+/// the seed's spelling stays valid, and the two name the same type.
+pub type Pool<Request, Reply> = WorkerSet<tokio::net::UnixListener, Reply, Request>;
+
+/// Shows the worker count, the pids of the workers serving, and how many
+/// jobs wait in the queue (message types need not implement `Debug`).
+impl<S, W, H> std::fmt::Debug for WorkerSet<S, W, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, queued) = self.inner.shared.dispatch.snapshot();
+        f.debug_struct("WorkerSet")
+            .field("worker_count", &self.worker_count())
+            .field("pids", &self.worker_pids())
+            .field("queued", &queued)
+            .field("socket", &self.socket_path())
+            .finish()
+    }
+}
+
 impl<S, W, H> Clone for WorkerSet<S, W, H> {
     fn clone(&self) -> Self {
         Self {
@@ -64,12 +84,6 @@ impl<S, W, H> Clone for WorkerSet<S, W, H> {
 }
 
 impl<S, W, H> WorkerSet<S, W, H> {
-    /// A builder for a new set. At least [`WorkerSetBuilder::worker_path`]
-    /// must be given.
-    pub fn builder() -> WorkerSetBuilder<S, W, H> {
-        WorkerSetBuilder::default()
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -365,17 +379,6 @@ fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
         pid: reply.pid,
         source,
     })
-}
-
-/// State shared by the handle and the pool's tasks.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) dispatch: Dispatch,
-    pub(crate) gate: Arc<Gate>,
-    pub(crate) spawner: Spawner,
-    pub(crate) socket_path: PathBuf,
-    pub(crate) next_job_id: AtomicU64,
-    pub(crate) counters: Counters,
 }
 
 /// Owns the pool; tears it down when the last handle goes.

@@ -45,6 +45,7 @@ where
     Out: Serialize + Send + 'static,
 {
     let address = PathBuf::from(env_var(ENV_SOCKET)?);
+    crate::panic::install_hook();
     let secret_value = env_var(ENV_SECRET)?;
     let secret = secret_value
         .to_str()
@@ -88,8 +89,8 @@ where
         Ok(Err(error)) => return Err(ConnectError::Handshake(error)),
     }
 
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, writer));
+    let (outbox, outgoing) = Outbox::channel(Box::new(writer));
+    tokio::spawn(write_frames(outgoing));
     Ok(Receiver::new(reader, outbox, max_frame_length).with_max_in_flight(max_in_flight))
 }
 
@@ -107,6 +108,18 @@ fn env_number(variable: &'static str, reason: &'static str) -> Result<Option<usi
             reason,
         }),
     }
+}
+
+/// Connects over the default transport, the host's Unix socket: the
+/// common case of [`connect`], without naming the transport. Type
+/// parameters: the job (`Request`) the host sends, then the `Reply` it gets
+/// back (the same order as the host's `Pool<Request, Reply>`).
+pub async fn jobs<Request, Reply>() -> Result<Receiver<Request, Reply>, ConnectError>
+where
+    Request: DeserializeOwned + Send + 'static,
+    Reply: Serialize + Send + 'static,
+{
+    connect::<tokio::net::UnixStream, Request, Reply>().await
 }
 
 fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {

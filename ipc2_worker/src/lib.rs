@@ -23,7 +23,9 @@
 //!
 //! - [`connect`](mod@connect): the handshake with the host.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
+//! - [`self_exec`]: one executable as host and worker ([`run_if_worker`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
+//! - `panic` (private): a panicking handler's report, sent as its job's answer.
 //! - [`service`]: the worker side of `#[ipc2::service]`: one call that
 //!   connects and answers every call with the service's implementation.
 //! - [`error`]: what can go wrong.
@@ -33,10 +35,13 @@
 pub mod connect;
 pub mod error;
 pub mod job;
+mod panic;
 pub mod receiver;
+pub mod self_exec;
 pub mod service;
 
-pub use connect::connect;
+pub use connect::{connect, jobs};
 pub use error::{ConnectError, ReplyError, ServeError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
+pub use self_exec::{run_if_worker, worker_role};

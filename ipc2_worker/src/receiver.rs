@@ -4,15 +4,28 @@
 //! worker's message type and hands it out as a [`Job`]. A job that cannot be
 //! decoded is answered with an error frame on the spot (the host's caller
 //! learns why) and `recv` moves on to the next one.
+//!
+//! The receiver counts the jobs it hands out. When it is dropped (the
+//! worker's loop ended, or a panic unwinds through it) it tells the host
+//! that count in a `Leaving` frame, so jobs the host sent that the worker's
+//! code never took go to another worker instead of failing with this one.
+//! A panic is about to end the process then: the receiver writes what is
+//! queued (the panicking job's report among it) from the dying thread, as
+//! the runtime's writer task may never run again.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
-use ipc2_common::codec::decode_message;
+use ipc2_common::codec::{decode_message, encode_frame};
 use ipc2_common::connection::BoxedReader;
-use ipc2_common::{CodecError, FrameKind, FrameReader, Outbox};
+use ipc2_common::{CodecError, FrameKind, FrameReader, Leaving, Outbox};
 use serde::de::DeserializeOwned;
 
 use crate::job::{Job, ReplySender, send_raw};
+
+/// How long a worker that a panic is taking down may spend writing its last
+/// frames to the host.
+const FLUSH_ON_PANIC: Duration = Duration::from_secs(2);
 
 /// Yields the jobs the host sends to this worker.
 pub struct Receiver<In, Out> {
@@ -22,6 +35,8 @@ pub struct Receiver<In, Out> {
     max_in_flight: usize,
     finished: bool,
     error: Option<CodecError>,
+    /// Job frames handled so far, in the order the host sent them.
+    yielded: u64,
     _messages: PhantomData<fn() -> (In, Out)>,
 }
 
@@ -38,6 +53,7 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             max_in_flight: 1,
             finished: false,
             error: None,
+            yielded: 0,
             _messages: PhantomData,
         }
     }
@@ -71,6 +87,7 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             };
             match frame.kind {
                 FrameKind::Job | FrameKind::OneWayJob => {
+                    self.yielded += 1;
                     let data = match decode_message::<In>(&frame.payload) {
                         Ok(data) => data,
                         Err(error) => {
@@ -91,6 +108,7 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
                     let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length);
                     return Some(Job::Bidirectional { data, tx });
                 }
+                FrameKind::Ping => send_raw(&self.outbox, FrameKind::Pong, frame.id, &[]),
                 FrameKind::Shutdown => break,
                 other => {
                     self.error = Some(CodecError::UnexpectedKind(other as u8));
@@ -112,5 +130,31 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// [`error`](Self::error), taken out.
     pub(crate) fn take_error(&mut self) -> Option<CodecError> {
         self.error.take()
+    }
+}
+
+impl<In, Out> Drop for Receiver<In, Out> {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let leaving = Leaving {
+            yielded: self.yielded,
+            panicking,
+        };
+        if let Ok(frame) = encode_frame(FrameKind::Leaving, 0, &leaving, usize::MAX) {
+            let _ = self.outbox.send(frame);
+        }
+        if panicking {
+            self.outbox.flush_blocking(FLUSH_ON_PANIC);
+        }
+    }
+}
+
+impl<In, Out> std::fmt::Debug for Receiver<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("jobs_taken", &self.yielded)
+            .field("finished", &self.finished)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }

@@ -29,6 +29,12 @@ pub enum Request {
     Abort,
     /// Drop the reply sender without replying.
     DropReply,
+    /// Panic with this message right in the receive loop, as the seed's
+    /// worker would: the panic unwinds out of `main` and ends the process.
+    Panic(String),
+    /// Panic with this message inside a task spawned for the job (holding
+    /// its reply sender); the worker survives.
+    PanicInTask(String),
 }
 
 /// What the behaviour worker answers.

@@ -41,6 +41,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Request::Exit(code) => std::process::exit(code),
                 Request::Abort => std::process::abort(),
                 Request::DropReply => drop(tx),
+                Request::Panic(message) => {
+                    let _ = tx.send(handler_that_panics(&message));
+                }
+                Request::PanicInTask(message) => {
+                    tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        let _ = tx.send(handler_that_panics(&message));
+                    });
+                }
             },
             Job::Unidirectional { data } => {
                 if let Request::Exit(code) = data {
@@ -50,4 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// A job handler with a bug: it panics on the input it is given.
+fn handler_that_panics(message: &str) -> Response {
+    panic!("{message}")
 }
