@@ -27,7 +27,7 @@ pub mod __private {
     pub use ::serde;
     pub use ipc2_common::Server;
     pub use ipc2_host::service::{ServiceClient, ServiceMessage};
-    pub use ipc2_host::{CallError, Error, Fallible, WorkerSet};
+    pub use ipc2_host::{CallError, Error, Fallible, Pool, WorkerSet};
     pub use ipc2_worker::service::{Dispatch, Runner, serve};
     pub use ipc2_worker::{ReplySender, ServeError};
     pub use tokio::net::UnixListener;

@@ -6,9 +6,10 @@
 //! mixed-site hygiene, so they cannot capture a user's argument names.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 
 use crate::model::{Method, Service};
 
@@ -321,7 +322,7 @@ fn client(service: &Service, names: &Names) -> TokenStream {
 
         impl #client<#p::UnixListener> {
             /// A client that sends its calls to the workers of `pool`.
-            #vis fn new(pool: #p::WorkerSet<#p::UnixListener, #response, #request>) -> Self {
+            #vis fn new(pool: #p::Pool<#request, #response>) -> Self {
                 Self { inner: #p::ServiceClient::new(pool) }
             }
         }
@@ -394,13 +395,17 @@ fn client_method(method: &Method, names: &Names, vis: &syn::Visibility) -> Token
                     " Calls [`{ident}::{name}`] on a worker. Its own error comes back as \
                      `CallError::App`; the pool's errors as the other variants."
                 ),
-                quote! {
+                // Spanned at the declared return type: if it is named
+                // `Result` but is not one, the error points there.
+                quote_spanned! {output.span()=>
                     ::core::result::Result<
-                        <#output as #p::Fallible>::Ok,
-                        #p::CallError<<#output as #p::Fallible>::Err>,
+                        <#output as ::ipc2::__private::Fallible>::Ok,
+                        ::ipc2::__private::CallError<<#output as ::ipc2::__private::Fallible>::Err>,
                     >
                 },
-                quote!(self.inner.call_fallible(#method_name, #message, #unpack).await),
+                quote_spanned! {output.span()=>
+                    self.inner.call_fallible(#method_name, #message, #unpack).await
+                },
             )
         } else {
             (

@@ -111,7 +111,10 @@ struct Errors {
 
 impl Errors {
     fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        let error = syn::Error::new_spanned(tokens, message);
+        self.push_error(syn::Error::new_spanned(tokens, message));
+    }
+
+    fn push_error(&mut self, error: syn::Error) {
         self.count += 1;
         match &mut self.all {
             Some(errors) => errors.combine(error),
@@ -371,32 +374,32 @@ fn take_options(attrs: Vec<Attribute>, errors: &mut Errors) -> (Vec<Attribute>, 
             }
         });
         if let Err(error) = parsed {
-            errors.push(&attr, error);
+            errors.push_error(error);
         }
     }
     (kept, oneway)
 }
 
 fn check_receiver(receiver: &syn::Receiver, position: usize, errors: &mut Errors) {
-    const SHARED: &str = "the calls of one worker run concurrently and share its state: write \
-                          `&self` (or no receiver) and keep what changes behind a Mutex or \
-                          atomics";
+    const SHARED: &str = "but the calls of one worker run concurrently and share its state: \
+                          write `&self` (or no receiver) and keep what changes behind a Mutex \
+                          or atomics";
     if position > 0 {
         errors.push(receiver, "`self` can only be the first argument");
     } else if receiver.colon_token.is_some() {
         errors.push(
             receiver,
-            format_args!("handlers take `&self`, not a typed `self`; {SHARED}"),
+            format_args!("a typed `self` is not a handler's receiver, {SHARED}"),
         );
     } else if receiver.reference.is_none() {
         errors.push(
             receiver,
-            format_args!("`self` by value would consume the worker's state; {SHARED}"),
+            format_args!("`self` by value would consume the worker's state, {SHARED}"),
         );
     } else if receiver.mutability.is_some() {
         errors.push(
             receiver,
-            format_args!("`&mut self` cannot be shared; {SHARED}"),
+            format_args!("`&mut self` would give one call the state to itself, {SHARED}"),
         );
     } else if let Some((_, Some(lifetime))) = &receiver.reference {
         errors.push(lifetime, "write `&self` without a lifetime");

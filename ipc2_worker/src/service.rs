@@ -24,10 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
-use crate::connect::connect;
+use crate::connect::jobs;
 use crate::error::ServeError;
 use crate::job::{Job, ReplySender};
 use crate::receiver::Receiver;
@@ -53,7 +52,7 @@ where
     Req: Dispatch<S>,
     S: Send + Sync + 'static,
 {
-    let jobs = connect::<UnixStream, Req, Req::Response>().await?;
+    let jobs = jobs::<Req, Req::Response>().await?;
     serve_jobs(jobs, state).await
 }
 

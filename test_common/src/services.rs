@@ -7,6 +7,36 @@
 //! a pool of one worker.
 
 use bytes::Bytes;
+use ipc2::host::WorkerSet;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixListener;
+
+use crate::binaries::worker_binary;
+
+/// Starts `count` `service_worker`s serving `service` (its first argument),
+/// each given up to `in_flight` calls at once.
+pub async fn service_pool<W, H>(
+    service: &str,
+    count: usize,
+    in_flight: usize,
+) -> WorkerSet<UnixListener, W, H>
+where
+    W: DeserializeOwned + Send + 'static,
+    H: Serialize + Send + 'static,
+{
+    match WorkerSet::builder()
+        .worker_count(count)
+        .worker_path(worker_binary("service_worker"))
+        .arg(service)
+        .max_in_flight_per_worker(in_flight)
+        .finish()
+        .await
+    {
+        Ok(workers) => workers,
+        Err(error) => panic!("a pool of {count} service_worker {service} did not start: {error}"),
+    }
+}
 
 /// The norpc seed's service, word for word (made `pub` to be shared; the
 /// seed documents neither method).
