@@ -145,11 +145,16 @@ async fn a_handler_panic_fails_that_call_with_the_panic() {
             }
             other => panic!("expected Panicked, got {other:?}"),
         }
-        match probe.panic_async("async handler gave up".into()).await {
-            Err(CallError::Panicked { message, .. }) => {
-                assert_eq!(message, "async handler gave up");
+        for wait_first in [false, true] {
+            match probe
+                .panic_async("async handler gave up".into(), wait_first)
+                .await
+            {
+                Err(CallError::Panicked { message, .. }) => {
+                    assert_eq!(message, "async handler gave up");
+                }
+                other => panic!("expected CallError::Panicked, got {other:?}"),
             }
-            other => panic!("expected CallError::Panicked, got {other:?}"),
         }
         // The worker survived both and goes on serving.
         assert_eq!(probe.pid().await.unwrap(), pid);

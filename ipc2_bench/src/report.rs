@@ -93,8 +93,8 @@ impl Figures {
 /// How a row's figure is judged: `numerator / denominator`, shown as
 /// `<ratio>× <label>`, or in place of `{}` if the label has one.
 struct Ratio {
-    numerator: &'static str,
-    denominator: &'static str,
+    numerator: String,
+    denominator: String,
     label: &'static str,
 }
 
@@ -136,13 +136,13 @@ impl Row {
 
     fn ratio(
         mut self,
-        numerator: &'static str,
-        denominator: &'static str,
+        numerator: impl Into<String>,
+        denominator: impl Into<String>,
         label: &'static str,
     ) -> Self {
         self.ratios.push(Ratio {
-            numerator,
-            denominator,
+            numerator: numerator.into(),
+            denominator: denominator.into(),
             label,
         });
         self
@@ -379,6 +379,51 @@ fn rows() -> Vec<Row> {
             "ipc2.rss.load_mib",
             "MiB",
         ),
+        heading("ipc2 services (`#[ipc2::service]`, the same Add job as a typed call)"),
+    ]);
+    for (placement, key) in [
+        ("unpinned", "unpinned"),
+        ("host + worker on CPU 0", "pinned"),
+    ] {
+        for percentile in ["p50", "p99"] {
+            rows.push(
+                row(
+                    format!(
+                        "service call round trip {percentile}, plain handler, 1 worker, 1 in \
+                         flight, {placement}"
+                    ),
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    "µs",
+                )
+                .ratio(
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    format!("ipc2.rt.{key}.{percentile}_us"),
+                    "raw `send`",
+                ),
+            );
+        }
+    }
+    for (handler, what) in [
+        (
+            crate::pool::Handler::Plain,
+            "plain handler (worker's blocking pool)",
+        ),
+        (
+            crate::pool::Handler::Async,
+            "async handler (a task per call)",
+        ),
+    ] {
+        let key = crate::pool::service_jobs_key(handler);
+        rows.push(
+            row(
+                format!("service calls/s, {what}, 2 workers, 64 in flight per worker"),
+                key.clone(),
+                "jobs/s",
+            )
+            .ratio(key, IPC2_JOBS_2X64, "raw `send`"),
+        );
+    }
+    rows.extend([
         heading(PYTHON_SECTION),
         row(
             "`ProcessPoolExecutor(2)` `submit().result()` p50",
@@ -493,7 +538,7 @@ pub fn render(figures: &Figures, budget: &Budget, elapsed: Duration) -> String {
             .ratios
             .iter()
             .filter_map(|ratio| {
-                let value = figures.get(ratio.numerator)? / figures.get(ratio.denominator)?;
+                let value = figures.get(&ratio.numerator)? / figures.get(&ratio.denominator)?;
                 let value = format_ratio(value);
                 Some(if ratio.label.contains("{}") {
                     ratio.label.replace("{}", &value)

@@ -421,7 +421,10 @@ mod tests {
         fn boxed(error: CallError<Unknown>) -> Box<dyn std::error::Error> {
             Box::new(error)
         }
-        assert_eq!(boxed(CallError::App(Unknown(3))).to_string(), "account 3 is unknown");
+        assert_eq!(
+            boxed(CallError::App(Unknown(3))).to_string(),
+            "account 3 is unknown"
+        );
         let shutting_down = boxed(Error::ShuttingDown.into());
         assert!(shutting_down.to_string().contains("shutting down"));
     }

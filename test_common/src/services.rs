@@ -122,6 +122,8 @@ pub trait Probe {
     fn meet_blocking(n: usize) -> usize;
     /// Panics with `message` in a plain handler.
     fn panic(message: String) -> u32;
-    /// Panics with `message` in an async handler.
-    async fn panic_async(message: String) -> Result<u32, String>;
+    /// Panics with `message` in an async handler: at once (in the worker's
+    /// receive loop, where an async handler starts), or after waiting once
+    /// (in the task it then goes on in).
+    async fn panic_async(message: String, wait_first: bool) -> Result<u32, String>;
 }

@@ -141,8 +141,14 @@ impl Probe for Lab {
         panic!("{message}")
     }
 
-    async fn panic_async(&self, message: String) -> std::result::Result<u32, String> {
-        tokio::task::yield_now().await;
+    async fn panic_async(
+        &self,
+        message: String,
+        wait_first: bool,
+    ) -> std::result::Result<u32, String> {
+        if wait_first {
+            tokio::task::yield_now().await;
+        }
         panic!("{message}")
     }
 }
