@@ -78,6 +78,20 @@ pub enum CallError<E> {
         source: Arc<CodecError>,
     },
 
+    /// See [`Error::App`]: the worker failed the call with a message
+    /// (`ReplySender::fail`) instead of answering it; a worker that serves
+    /// the service's generated dispatch answers with typed errors instead
+    /// ([`CallError::App`]).
+    #[error("worker {worker} (pid {pid}) failed this call: {message}")]
+    Failed {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The reason the worker gave.
+        message: String,
+    },
+
     /// See [`Error::Panicked`]: the service's implementation panicked.
     #[error(
         "worker {worker} (pid {pid}) panicked while running this call{}: {message}; the call \
@@ -264,6 +278,15 @@ impl<E> From<Error> for CallError<E> {
                 worker,
                 pid,
                 source,
+            },
+            Error::App {
+                worker,
+                pid,
+                message,
+            } => CallError::Failed {
+                worker,
+                pid,
+                message,
             },
             Error::Panicked {
                 worker,

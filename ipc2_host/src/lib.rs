@@ -27,6 +27,7 @@
 //!   pool's, side by side.
 //! - [`service`]: what a `#[ipc2::service]` client runs on.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
+//! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
 //! - `supervisor` (private): the life of one worker slot: spawn, handshake,
@@ -54,6 +55,7 @@ mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
+pub mod stream;
 mod supervisor;
 pub mod workerset;
 
@@ -61,4 +63,5 @@ pub use builder::WorkerSetBuilder;
 pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
+pub use stream::ReplyStream;
 pub use workerset::{Pool, WorkerSet};

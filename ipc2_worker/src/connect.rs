@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
@@ -23,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ConnectError;
+use crate::inbound::Inbound;
 use crate::receiver::Receiver;
 
 /// How long a worker waits for the host to answer its handshake.
@@ -91,7 +93,8 @@ where
 
     let (outbox, outgoing) = Outbox::channel(Box::new(writer));
     tokio::spawn(write_frames(outgoing));
-    Ok(Receiver::new(reader, outbox, max_frame_length).with_max_in_flight(max_in_flight))
+    let inbound = Arc::new(Inbound::new(reader, outbox.clone()));
+    Ok(Receiver::new(inbound, outbox, max_frame_length).with_max_in_flight(max_in_flight))
 }
 
 /// An optional whole number from the host's environment; `reason` says

@@ -22,9 +22,12 @@
 //! ```
 //!
 //! - [`connect`](mod@connect): the handshake with the host.
+//! - [`blocking`]: a worker without async: jobs as an iterator.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
 //! - [`self_exec`]: one executable as host and worker ([`run_if_worker`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
+//! - [`stream`]: answering a job with a stream of items ([`StreamSender`]).
+//! - `inbound` (private): the connection's read side, driven by whoever waits.
 //! - `panic` (private): a panicking handler's report, sent as its job's answer.
 //! - [`service`]: the worker side of `#[ipc2::service]`: one call that
 //!   connects and answers every call with the service's implementation.
@@ -32,16 +35,20 @@
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod connect;
 pub mod error;
+mod inbound;
 pub mod job;
 mod panic;
 pub mod receiver;
 pub mod self_exec;
 pub mod service;
+pub mod stream;
 
 pub use connect::{connect, jobs};
-pub use error::{ConnectError, ReplyError, ServeError};
+pub use error::{ConnectError, ReplyError, ServeError, StreamError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
 pub use self_exec::{run_if_worker, worker_role};
+pub use stream::StreamSender;
