@@ -63,6 +63,29 @@ pub fn service_jobs_key(handler: Handler) -> String {
     format!("ipc2.service.jobs.w2.c64.{}", handler.name())
 }
 
+/// Suffix of the raw `send` figure measured alongside a service figure
+/// (same repetitions, taking turns), which the service figure is judged by.
+pub const RAW: &str = ".raw";
+
+/// Reports the service round trip and the raw one measured alongside it.
+fn report_service_latency(placement: &str, latencies: Result<((f64, f64), (f64, f64))>) {
+    let (raw, service) = split(latencies);
+    let key = format!("ipc2.service.rt.{placement}");
+    report(&(key.clone() + RAW), raw.map(latency_pair));
+    report(&key, service.map(latency_pair));
+}
+
+/// A pair of figures, or the same error for both.
+fn split<T>(pair: Result<(T, T)>) -> (Result<T>, Result<T>) {
+    match pair {
+        Ok((raw, service)) => (Ok(raw), Ok(service)),
+        Err(error) => {
+            let message = error.to_string();
+            (Err(message.clone().into()), Err(message.into()))
+        }
+    }
+}
+
 /// Suffix of the figures measured on a current-thread host runtime.
 pub const CURRENT_THREAD: &str = ".current_thread";
 /// Suffix of the figures measured with the pool's tasks on a dedicated thread.
@@ -105,10 +128,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
                 "ipc2.rt.pinned",
                 send_latency(&budget, &exe).await.map(latency_pair),
             );
-            report(
-                "ipc2.service.rt.pinned",
-                service_latency(&budget, &exe).await.map(latency_pair),
-            );
+            report_service_latency("pinned", service_latency(&budget, &exe).await);
             return;
         }
         if current_thread {
@@ -127,10 +147,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             "ipc2.rt.unpinned",
             send_latency(&budget, &exe).await.map(latency_pair),
         );
-        report(
-            "ipc2.service.rt.unpinned",
-            service_latency(&budget, &exe).await.map(latency_pair),
-        );
+        report_service_latency("unpinned", service_latency(&budget, &exe).await);
         for workers in WORKER_COUNTS {
             for concurrency in CONCURRENCIES {
                 let rate = jobs_per_second(&budget, &exe, workers, concurrency).await;
@@ -138,8 +155,13 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             }
         }
         for handler in [Handler::Plain, Handler::Async] {
-            let rate = service_rate(&budget, &exe, handler).await;
-            report(&service_jobs_key(handler), rate.map(|r| vec![("", r)]));
+            let rates = service_rate(&budget, &exe, handler).await;
+            let (raw, service) = split(rates);
+            report(
+                &(service_jobs_key(handler) + RAW),
+                raw.map(|r| vec![("", r)]),
+            );
+            report(&service_jobs_key(handler), service.map(|r| vec![("", r)]));
         }
         report(
             "ipc2.batch",
@@ -361,15 +383,26 @@ async fn send_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
     Ok(median_latency(&reps))
 }
 
-/// [`send_latency`] for the same job as a service call (plain handler).
-async fn service_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
-    let mut reps = Vec::new();
-    for _ in 0..budget.reps {
-        let service = start_service(exe, 1, 1, Handler::Plain).await?;
-        reps.push(round_trips(budget, &service).await?);
-        close(service.into_pool()).await?;
+/// [`send_latency`] for the same job as a service call (plain handler),
+/// and the raw `send` measured alongside: each repetition starts both pools
+/// and measures them in turn (which goes first alternates), so both see the
+/// same machine. Returns (raw, service).
+async fn service_latency(budget: &Budget, exe: &Path) -> Result<((f64, f64), (f64, f64))> {
+    let (mut raw, mut service) = (Vec::new(), Vec::new());
+    for rep in 0..budget.reps {
+        let pool = start_pool(exe, 1).await?;
+        let adder = start_service(exe, 1, 1, Handler::Plain).await?;
+        if rep % 2 == 0 {
+            raw.push(round_trips(budget, &pool).await?);
+            service.push(round_trips(budget, &adder).await?);
+        } else {
+            service.push(round_trips(budget, &adder).await?);
+            raw.push(round_trips(budget, &pool).await?);
+        }
+        close(pool).await?;
+        close(adder.into_pool()).await?;
     }
-    Ok(median_latency(&reps))
+    Ok((median_latency(&raw), median_latency(&service)))
 }
 
 /// One repetition of a round-trip figure: p50 and p99 in µs of
@@ -415,19 +448,29 @@ async fn jobs_per_second(
     Ok(median(rates))
 }
 
-/// Add calls/s of `BenchService` at 2 workers × 64 in flight: median over
-/// repetitions, each on a fresh pool after a warm-up. With more than one
-/// job in flight, plain handlers run on the worker's blocking pool and
-/// async ones in a task each.
-async fn service_rate(budget: &Budget, exe: &Path, handler: Handler) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let service = start_service(exe, 2, 64, handler).await?;
-        add_loop(&service, 128, budget.warmup).await?;
-        rates.push(add_loop(&service, 128, budget.window).await?);
-        close(service.into_pool()).await?;
+/// Add calls/s of `BenchService` at 2 workers × 64 in flight, and raw
+/// `send`s of the same job measured alongside (fresh pools of both per
+/// repetition, measured in turn, which goes first alternating): medians,
+/// (raw, service). With more than one job in flight, plain handlers run on
+/// the worker's blocking pool; async ones start in place.
+async fn service_rate(budget: &Budget, exe: &Path, handler: Handler) -> Result<(f64, f64)> {
+    let (mut raw, mut service) = (Vec::new(), Vec::new());
+    for rep in 0..budget.reps {
+        let pool = start_pool_with(exe, 2, 64).await?;
+        let adder = start_service(exe, 2, 64, handler).await?;
+        add_loop(&pool, 128, budget.warmup).await?;
+        add_loop(&adder, 128, budget.warmup).await?;
+        if rep % 2 == 0 {
+            raw.push(add_loop(&pool, 128, budget.window).await?);
+            service.push(add_loop(&adder, 128, budget.window).await?);
+        } else {
+            service.push(add_loop(&adder, 128, budget.window).await?);
+            raw.push(add_loop(&pool, 128, budget.window).await?);
+        }
+        close(pool).await?;
+        close(adder.into_pool()).await?;
     }
-    Ok(median(rates))
+    Ok((median(raw), median(service)))
 }
 
 /// Add jobs/s at 2 workers × 64 in flight with the pool's own tasks on a
