@@ -3,7 +3,10 @@
 //! Every path in the output is absolute (`::core::..`, `::ipc2::__private::..`)
 //! so that a user's own `Result`, `Option` or `Send` in scope cannot change
 //! what the generated code means. Names the generated code binds itself use
-//! mixed-site hygiene, so they cannot capture a user's argument names.
+//! mixed-site hygiene, so they cannot capture a user's argument names; the
+//! generated generic parameters (`Ipc2State`, `Ipc2Transport`) have names
+//! no user type is likely to have, as argument types are written inside
+//! their scope.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -250,7 +253,7 @@ fn dispatch(service: &Service, names: &Names) -> TokenStream {
         let cfgs = method.cfgs();
         let name = &method.sig.ident;
         let args: Vec<&Ident> = method.args.iter().map(|(arg, _)| arg).collect();
-        let call = quote!(<S as #ident>::#name(&*#state, #(#args),*));
+        let call = quote!(<Ipc2State as #ident>::#name(&*#state, #(#args),*));
         let run = if method.is_async() {
             quote! {
                 #runner.spawn(#reply, move |#state| async move {
@@ -263,12 +266,12 @@ fn dispatch(service: &Service, names: &Names) -> TokenStream {
         quote!(#(#cfgs)* Self::#variant { #(#args),* } => #run,)
     });
     quote! {
-        impl<S: #ident> #p::Dispatch<S> for #request {
+        impl<Ipc2State: #ident> #p::Dispatch<Ipc2State> for #request {
             type Response = #response;
 
             fn dispatch(
                 self,
-                #runner: &#p::Runner<S>,
+                #runner: &#p::Runner<Ipc2State>,
                 #reply: ::core::option::Option<#p::ReplySender<#response>>,
             ) {
                 match self {
@@ -304,17 +307,17 @@ fn client(service: &Service, names: &Names) -> TokenStream {
         .map(|method| client_method(method, names, vis));
     quote! {
         #[doc = #doc]
-        #vis struct #client<S = #p::UnixListener> {
-            inner: #p::ServiceClient<#request, #response, S>,
+        #vis struct #client<Ipc2Transport = #p::UnixListener> {
+            inner: #p::ServiceClient<#request, #response, Ipc2Transport>,
         }
 
-        impl<S> ::core::clone::Clone for #client<S> {
+        impl<Ipc2Transport> ::core::clone::Clone for #client<Ipc2Transport> {
             fn clone(&self) -> Self {
                 Self { inner: ::core::clone::Clone::clone(&self.inner) }
             }
         }
 
-        impl<S> ::core::fmt::Debug for #client<S> {
+        impl<Ipc2Transport> ::core::fmt::Debug for #client<Ipc2Transport> {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 ::core::fmt::Debug::fmt(&self.inner, f)
             }
@@ -327,15 +330,15 @@ fn client(service: &Service, names: &Names) -> TokenStream {
             }
         }
 
-        impl<S> ::core::convert::From<#p::WorkerSet<S, #response, #request>> for #client<S> {
-            fn from(pool: #p::WorkerSet<S, #response, #request>) -> Self {
+        impl<Ipc2Transport> ::core::convert::From<#p::WorkerSet<Ipc2Transport, #response, #request>> for #client<Ipc2Transport> {
+            fn from(pool: #p::WorkerSet<Ipc2Transport, #response, #request>) -> Self {
                 Self { inner: #p::ServiceClient::new(pool) }
             }
         }
 
-        impl<S: #p::Server> #client<S> {
+        impl<Ipc2Transport: #p::Server> #client<Ipc2Transport> {
             /// The pool the calls go to: for `stats()`, `shutdown()`, or raw sends.
-            #vis fn pool(&self) -> &#p::WorkerSet<S, #response, #request> {
+            #vis fn pool(&self) -> &#p::WorkerSet<Ipc2Transport, #response, #request> {
                 self.inner.pool()
             }
 

@@ -39,7 +39,6 @@ pub mod ledger {
         /// The two-argument form, async.
         async fn take(&self, account: String, amount: u64) -> std::result::Result<u64, LedgerError>;
         /// No receiver, no result.
-        #[allow(clippy::unused_unit)]
         fn touch(account: String);
         /// One way.
         #[ipc2(oneway)]
