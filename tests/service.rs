@@ -93,37 +93,33 @@ async fn calls_from_many_tasks_all_get_their_own_answers() {
 
 #[tokio::test]
 async fn async_handlers_of_one_worker_run_concurrently() {
-    within(30, async {
-        let probe = ProbeClient::new(service_pool("probe", 1, 8).await);
-        // Each `meet(8)` returns only once all 8 are in the worker at once.
-        let calls: Vec<_> = (0..8)
-            .map(|_| {
-                let probe = probe.clone();
-                tokio::spawn(async move { probe.meet(8).await })
-            })
-            .collect();
-        for call in calls {
-            assert_eq!(call.await.unwrap().unwrap(), 8);
-        }
-    })
-    .await;
+    within(30, all_meet(8, false)).await;
 }
 
 #[tokio::test]
 async fn plain_handlers_run_concurrently_above_one_in_flight() {
-    within(30, async {
-        let probe = ProbeClient::new(service_pool("probe", 1, 4).await);
-        let calls: Vec<_> = (0..4)
-            .map(|_| {
-                let probe = probe.clone();
-                tokio::spawn(async move { probe.meet_blocking(4).await })
+    within(30, all_meet(4, true)).await;
+}
+
+/// Makes `n` calls of `meet` (or `meet_blocking`) at once on one worker
+/// given `n` jobs at a time: each returns only when all `n` are running in
+/// the worker together, and answers how many arrived.
+async fn all_meet(n: usize, blocking: bool) {
+    let probe = ProbeClient::new(service_pool("probe", 1, n).await);
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let probe = probe.clone();
+            tokio::spawn(async move {
+                match blocking {
+                    true => probe.meet_blocking(n).await,
+                    false => probe.meet(n).await,
+                }
             })
-            .collect();
-        for call in calls {
-            assert_eq!(call.await.unwrap().unwrap(), 4);
-        }
-    })
-    .await;
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), n);
+    }
 }
 
 #[tokio::test]
