@@ -8,13 +8,16 @@
 //!
 //! A single `send` waits on a oneshot channel. A batch (`send_batch`) shares
 //! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
-//! caller is woken once, when the last one is in.
+//! caller is woken once, when the last one is in. A streaming map
+//! (`WorkerSet::map`) gives each job an [`Indexed`] responder: outcomes go,
+//! tagged with the job's place in the input, into one channel the map reads
+//! as they complete.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::Error;
 
@@ -31,12 +34,16 @@ pub(crate) struct Reply {
 /// A job's outcome.
 pub(crate) type Outcome = Result<Reply, Error>;
 
+/// Outcomes tagged with the index of their job in a map's input.
+pub(crate) type Indexed = mpsc::UnboundedSender<(usize, Outcome)>;
+
 /// Delivers one job's outcome.
 pub(crate) struct Responder(Option<Target>);
 
 enum Target {
     One(oneshot::Sender<Outcome>),
     Batch(Arc<Batch>, usize),
+    Indexed(Indexed, usize),
 }
 
 impl Responder {
@@ -46,6 +53,11 @@ impl Responder {
         (Self(Some(Target::One(sender))), receiver)
     }
 
+    /// A responder that delivers the outcome of input `index` to `outcomes`.
+    pub(crate) fn indexed(outcomes: Indexed, index: usize) -> Self {
+        Self(Some(Target::Indexed(outcomes, index)))
+    }
+
     /// Delivers the outcome. A caller that has gone away is not an error.
     pub(crate) fn send(mut self, outcome: Outcome) {
         match self.0.take() {
@@ -53,6 +65,9 @@ impl Responder {
                 let _ = sender.send(outcome);
             }
             Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
+            Some(Target::Indexed(outcomes, index)) => {
+                let _ = outcomes.send((index, outcome));
+            }
             None => {}
         }
     }
@@ -62,6 +77,7 @@ impl Responder {
         match &self.0 {
             Some(Target::One(sender)) => sender.is_closed(),
             Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
+            Some(Target::Indexed(outcomes, _)) => outcomes.is_closed(),
             None => true,
         }
     }
@@ -70,9 +86,14 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         // A dropped oneshot sender already tells its receiver; a batch slot
-        // must be filled or the batch would wait forever.
-        if let Some(Target::Batch(batch, index)) = self.0.take() {
-            batch.fill(index, Err(Error::Closed));
+        // or a map's outcome must be delivered or its caller would wait
+        // forever.
+        match self.0.take() {
+            Some(Target::Batch(batch, index)) => batch.fill(index, Err(Error::Closed)),
+            Some(Target::Indexed(outcomes, index)) => {
+                let _ = outcomes.send((index, Err(Error::Closed)));
+            }
+            _ => {}
         }
     }
 }
