@@ -18,6 +18,8 @@
 //! - a current-thread runtime: refuse with [`Error::BlockingInRuntime`].
 //!   Blocking its only thread would stop every task on it, and that may be
 //!   the very runtime that drives the pool: a deadlock, not a slow call.
+//!   Its `spawn_blocking` threads are refused too: tokio shows them with
+//!   the same runtime context, and gives no way to tell them apart.
 //!
 //! This module also holds the blocking entry points that need nothing else:
 //! [`WorkerSetBuilder::finish_blocking`], [`WorkerSet::send_blocking`] and

@@ -290,7 +290,9 @@ pub enum Error {
 
     /// A blocking call (`send_blocking`, `finish_blocking`,
     /// `PendingReply::wait`, a map's `blocking()`, ...) was made on a
-    /// current-thread tokio runtime. Nothing was done.
+    /// current-thread tokio runtime (including its `spawn_blocking`
+    /// threads, which tokio does not let a library tell apart). Nothing was
+    /// done.
     #[error(
         "{call} blocks its thread, but was called on a current-thread tokio runtime: that would \
          stop the runtime's only thread, which may be the one driving the pool (a deadlock). \
