@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Path of a binary of the `worker_test` package (`worker_test`,
-/// `behaviour_worker`, `rogue_worker`, `pool_holder`, `blocking_host`, ...), built if
-/// needed.
+/// `behaviour_worker`, `rogue_worker`, `pool_holder`, `blocking_host`, ...),
+/// built if needed.
 ///
 /// Panics with cargo's output if the build fails: this is test support.
 pub fn worker_binary(name: &str) -> PathBuf {
