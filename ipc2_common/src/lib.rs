@@ -11,6 +11,8 @@
 //! - [`transport`]: the [`Server`] and [`Client`] traits, implemented for
 //!   tokio's `UnixListener` and `UnixStream`.
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
+//! - [`runtime_thread`]: a thread running a tokio runtime, for code that is
+//!   not async.
 //! - [`error`]: the errors of all of the above.
 
 #![warn(missing_docs)]
@@ -19,6 +21,7 @@ pub mod codec;
 pub mod connection;
 pub mod error;
 pub mod protocol;
+pub mod runtime_thread;
 pub mod secret;
 pub mod transport;
 

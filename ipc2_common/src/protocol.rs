@@ -7,10 +7,14 @@
 //! 1. the worker sends [`FrameKind::Hello`] with a bincode [`Hello`] (protocol
 //!    version, its pid and the one-time secret it was given);
 //! 2. the host answers [`FrameKind::Welcome`] or closes the connection;
-//! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`]; the worker
-//!    answers each with exactly one of [`FrameKind::Reply`],
-//!    [`FrameKind::NoReply`], [`FrameKind::JobFailed`],
-//!    [`FrameKind::Panicked`] or (for one-way jobs) [`FrameKind::Ack`];
+//! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`] /
+//!    [`FrameKind::StreamJob`]; the worker answers each with exactly one of
+//!    [`FrameKind::Reply`], [`FrameKind::Failed`], [`FrameKind::NoReply`],
+//!    [`FrameKind::JobFailed`], [`FrameKind::Panicked`], (for one-way jobs)
+//!    [`FrameKind::Ack`] or (for stream jobs, after any number of
+//!    [`FrameKind::Item`]s within the credit the host grants with
+//!    [`FrameKind::Credit`]) [`FrameKind::StreamEnd`]; the host may
+//!    [`FrameKind::Cancel`] a stream job;
 //! 4. the host may send [`FrameKind::Ping`] (answered by [`FrameKind::Pong`]
 //!    when the worker next looks for a job) and [`FrameKind::Shutdown`],
 //!    after which the worker's receiver ends;
@@ -56,6 +60,17 @@ pub enum FrameKind {
     /// next look for a job. Sent after a job panicked, to learn whether the
     /// worker survived before giving it more work.
     Ping = 0x05,
+    /// Host → worker: a job answered by a stream of [`FrameKind::Item`]s,
+    /// then [`FrameKind::StreamEnd`] (or one of the other answers). Payload:
+    /// the message. The worker may send only as many items as the host has
+    /// granted with [`FrameKind::Credit`].
+    StreamJob = 0x06,
+    /// Host → worker: the caller made room for more items of stream job
+    /// `id`. Payload: how many, a big-endian `u32`.
+    Credit = 0x07,
+    /// Host → worker: the caller of stream job `id` is gone; stop producing
+    /// and end the job.
+    Cancel = 0x08,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -76,6 +91,13 @@ pub enum FrameKind {
     Leaving = 0x16,
     /// Worker → host: the answer to [`FrameKind::Ping`] `id`.
     Pong = 0x17,
+    /// Worker → host: the worker's code failed job `id` (an application
+    /// failure, not a crash). Payload: the reason, UTF-8.
+    Failed = 0x18,
+    /// Worker → host: one item of stream job `id`. Payload: the message.
+    Item = 0x19,
+    /// Worker → host: stream job `id` ended normally after its items.
+    StreamEnd = 0x1a,
 }
 
 impl FrameKind {
@@ -87,6 +109,9 @@ impl FrameKind {
             0x03 => Self::Welcome,
             0x04 => Self::Shutdown,
             0x05 => Self::Ping,
+            0x06 => Self::StreamJob,
+            0x07 => Self::Credit,
+            0x08 => Self::Cancel,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
@@ -95,6 +120,9 @@ impl FrameKind {
             0x15 => Self::Panicked,
             0x16 => Self::Leaving,
             0x17 => Self::Pong,
+            0x18 => Self::Failed,
+            0x19 => Self::Item,
+            0x1a => Self::StreamEnd,
             _ => return None,
         })
     }
@@ -143,4 +171,19 @@ pub struct Leaving {
     pub yielded: u64,
     /// Whether a panic is taking the worker down.
     pub panicking: bool,
+}
+
+/// Longest failure reason a worker sends with [`FrameKind::Failed`]; longer
+/// ones are cut (at a character boundary).
+pub const MAX_FAIL_REASON: usize = 64 * 1024;
+
+/// Encodes a [`FrameKind::Credit`] payload.
+pub fn credit_payload(items: u32) -> [u8; 4] {
+    items.to_be_bytes()
+}
+
+/// Decodes a [`FrameKind::Credit`] payload; `None` if it is not exactly a
+/// `u32`.
+pub fn parse_credit(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.try_into().ok()?))
 }

@@ -23,7 +23,7 @@ use crate::config::{Config, RestartPolicy};
 pub use crate::config::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDICATED_IO_THREAD,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_RESTART_FAILURES, DEFAULT_RESTART_WINDOW, DEFAULT_ROLE,
-    MAX_PENDING_HANDSHAKES,
+    DEFAULT_STREAM_WINDOW, MAX_PENDING_HANDSHAKES,
 };
 use crate::dispatch::Dispatch;
 use crate::error::Error;
@@ -64,6 +64,7 @@ pub struct WorkerSetBuilder<S, W, H> {
     capture_output: bool,
     max_in_flight: usize,
     queue_capacity: Option<usize>,
+    stream_window: u32,
     dedicated_io_thread: bool,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
@@ -112,6 +113,7 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             capture_output: false,
             max_in_flight: 1,
             queue_capacity: None,
+            stream_window: DEFAULT_STREAM_WINDOW,
             dedicated_io_thread: DEFAULT_DEDICATED_IO_THREAD,
             _types: PhantomData,
         }
@@ -291,6 +293,16 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// How many items of a stream job
+    /// ([`send_stream`](WorkerSet::send_stream)) a worker may send ahead of
+    /// the caller: the most that waits in the host's memory per stream. The
+    /// worker waits when it is that far ahead. Default:
+    /// [`DEFAULT_STREAM_WINDOW`] (16).
+    pub fn stream_window(mut self, items: u32) -> Self {
+        self.stream_window = items.max(1);
+        self
+    }
+
     /// Run the pool's own tasks (accept loop, one reader and one writer per
     /// worker) on a dedicated thread with a current-thread runtime, rather
     /// than on the runtime that calls `finish()`. Default:
@@ -352,6 +364,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             capture_output: self.capture_output,
             max_in_flight: self.max_in_flight,
             queue_capacity: self.queue_capacity,
+            stream_window: self.stream_window,
             dedicated_io_thread: self.dedicated_io_thread,
         })
     }

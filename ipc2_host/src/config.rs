@@ -10,6 +10,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default number of stream items a worker may send ahead of its caller.
+pub const DEFAULT_STREAM_WINDOW: u32 = 16;
 /// The role `self_exec()` gives workers.
 pub const DEFAULT_ROLE: &str = "worker";
 /// Default time a spawned worker has to connect and pass its handshake.
@@ -79,5 +81,6 @@ pub(crate) struct Config {
     pub(crate) capture_output: bool,
     pub(crate) max_in_flight: usize,
     pub(crate) queue_capacity: Option<usize>,
+    pub(crate) stream_window: u32,
     pub(crate) dedicated_io_thread: bool,
 }

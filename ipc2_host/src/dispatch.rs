@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::Outbox;
 use ipc2_common::codec::encode_raw_frame;
-use ipc2_common::protocol::FrameKind;
+use ipc2_common::protocol::{FrameKind, credit_payload};
+use ipc2_common::{Frame, Outbox};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -28,12 +28,23 @@ use crate::error::Error;
 use crate::responder::Responder;
 use crate::stats::{WorkerState, WorkerStats};
 
+/// What a job expects from its worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// One reply.
+    Reply,
+    /// No reply; an acknowledgement that the worker's code took it.
+    OneWay,
+    /// A stream of items, then an end.
+    Stream,
+}
+
 /// A job on its way to a worker: already encoded (so it can be sent again
 /// after a worker death without re-encoding), with the caller's channel.
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) frame: Bytes,
-    pub(crate) one_way: bool,
+    pub(crate) kind: JobKind,
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
     pub(crate) attempts: u32,
@@ -107,6 +118,9 @@ impl std::hash::Hasher for JobIdHasher {
 type JobTable = HashMap<u64, InFlight, std::hash::BuildHasherDefault<JobIdHasher>>;
 
 struct LiveWorker {
+    /// Its slot and process, to name in what reaches callers directly.
+    slot: usize,
+    pid: u32,
     outbox: Outbox,
     in_flight: JobTable,
     /// Jobs that timed out without the worker being killed: their callers
@@ -290,6 +304,8 @@ impl Dispatch {
             return;
         };
         let mut worker = LiveWorker {
+            slot,
+            pid,
             outbox,
             in_flight: JobTable::default(),
             abandoned: Vec::new(),
@@ -381,6 +397,28 @@ impl Dispatch {
             next_deadline,
             retire,
         }
+    }
+
+    /// Hands stream items from worker `slot` to their callers, in order,
+    /// under one lock. Returns whether an item named a job the worker does
+    /// not hold as a stream (a protocol violation), ignoring late items of
+    /// jobs that timed out.
+    pub(crate) fn items(&self, slot: usize, items: impl IntoIterator<Item = Frame>) -> bool {
+        let state = self.lock();
+        let Some(worker) = state.slots.get(slot).and_then(|s| s.live.as_ref()) else {
+            return true;
+        };
+        let mut unknown = false;
+        for item in items {
+            match worker.in_flight.get(&item.id) {
+                Some(held) => match held.job.reply.as_stream() {
+                    Some(stream) => stream.push(item.payload),
+                    None => unknown = true,
+                },
+                None => unknown |= !worker.abandoned.contains(&item.id),
+            }
+        }
+        unknown
     }
 
     /// Takes the jobs of worker `slot` whose deadline has passed. Returns
@@ -708,6 +746,14 @@ impl LiveWorker {
         if let Err(frame) = self.outbox.send(frame) {
             job.frame = frame;
             return Err(job);
+        }
+        if let Some(stream) = job.reply.as_stream() {
+            // The worker may send a window of items before it hears more.
+            stream.attach(self.outbox.clone(), job.id, self.slot, self.pid);
+            let credit = credit_payload(stream.window());
+            if let Ok(frame) = encode_raw_frame(FrameKind::Credit, job.id, &credit, usize::MAX) {
+                let _ = self.outbox.send(frame);
+            }
         }
         job.attempts += 1;
         let seq = self.given;

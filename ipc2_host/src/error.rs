@@ -157,6 +157,19 @@ pub enum Error {
         source: Arc<CodecError>,
     },
 
+    /// The worker's code failed the job with a reason of the application's
+    /// (`tx.fail(reason)` in the worker): the job ran and was refused, not
+    /// crashed. The worker goes on serving.
+    #[error("worker {worker} (pid {pid}) failed this job: {message}")]
+    App {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The reason the worker gave.
+        message: String,
+    },
+
     /// The job's handler panicked in the worker. If the panic ended the
     /// worker process, it is being replaced (at once: a job's panic never
     /// counts against the restart limit); otherwise it keeps serving.

@@ -30,6 +30,7 @@
 //! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
+//! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
 //! - `supervisor` (private): the life of one worker slot: spawn, handshake,
@@ -58,6 +59,7 @@ mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
+pub mod stream;
 mod supervisor;
 pub mod workerset;
 
@@ -66,4 +68,5 @@ pub use error::{Error, ExitInfo};
 pub use map::{Map, MapUnordered};
 pub use pending::PendingReply;
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
+pub use stream::ReplyStream;
 pub use workerset::{Pool, WorkerSet};

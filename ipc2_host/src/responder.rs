@@ -8,10 +8,11 @@
 //!
 //! A single `send` waits on a oneshot channel. A batch (`send_batch`) shares
 //! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
-//! caller is woken once, when the last one is in. A streaming map
-//! (`WorkerSet::map`) gives each job an [`Indexed`] responder: outcomes go,
-//! tagged with the job's place in the input, into one channel the map reads
-//! as they complete.
+//! caller is woken once, when the last one is in. A stream job
+//! (`send_stream`) delivers its items, then its outcome, to the caller's
+//! `ReplyStream`. A streaming map (`WorkerSet::map`) gives each job an
+//! [`Indexed`] responder: outcomes go, tagged with the job's place in the
+//! input, into one channel the map reads as they complete.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::Error;
+use crate::stream::StreamShared;
 
 /// A worker's answer to a job, still encoded.
 pub(crate) struct Reply {
@@ -43,6 +45,7 @@ pub(crate) struct Responder(Option<Target>);
 enum Target {
     One(oneshot::Sender<Outcome>),
     Batch(Arc<Batch>, usize),
+    Stream(Arc<StreamShared>),
     Indexed(Indexed, usize),
 }
 
@@ -58,6 +61,19 @@ impl Responder {
         Self(Some(Target::Indexed(outcomes, index)))
     }
 
+    /// A responder for a stream job's caller.
+    pub(crate) fn stream(shared: Arc<StreamShared>) -> Self {
+        Self(Some(Target::Stream(shared)))
+    }
+
+    /// The stream a stream job's items go to, if this is one.
+    pub(crate) fn as_stream(&self) -> Option<&Arc<StreamShared>> {
+        match &self.0 {
+            Some(Target::Stream(shared)) => Some(shared),
+            _ => None,
+        }
+    }
+
     /// Delivers the outcome. A caller that has gone away is not an error.
     pub(crate) fn send(mut self, outcome: Outcome) {
         match self.0.take() {
@@ -65,6 +81,7 @@ impl Responder {
                 let _ = sender.send(outcome);
             }
             Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
+            Some(Target::Stream(shared)) => shared.end(outcome),
             Some(Target::Indexed(outcomes, index)) => {
                 let _ = outcomes.send((index, outcome));
             }
@@ -77,6 +94,7 @@ impl Responder {
         match &self.0 {
             Some(Target::One(sender)) => sender.is_closed(),
             Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
+            Some(Target::Stream(shared)) => shared.is_closed(),
             Some(Target::Indexed(outcomes, _)) => outcomes.is_closed(),
             None => true,
         }
@@ -86,10 +104,11 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         // A dropped oneshot sender already tells its receiver; a batch slot
-        // or a map's outcome must be delivered or its caller would wait
-        // forever.
+        // a stream or a map's outcome must be ended or delivered, or its
+        // caller would wait forever.
         match self.0.take() {
             Some(Target::Batch(batch, index)) => batch.fill(index, Err(Error::Closed)),
+            Some(Target::Stream(shared)) => shared.end(Err(Error::Closed)),
             Some(Target::Indexed(outcomes, index)) => {
                 let _ = outcomes.send((index, Err(Error::Closed)));
             }

@@ -63,6 +63,8 @@ pub struct FailureCounts {
     pub no_reply: u64,
     /// [`Error::Panicked`].
     pub panicked: u64,
+    /// [`Error::App`]: failed by the worker's code, with a reason.
+    pub app: u64,
     /// [`Error::Protocol`].
     pub protocol: u64,
     /// [`Error::Encode`], [`Error::Decode`] and [`Error::JobFailed`].
@@ -83,6 +85,7 @@ impl FailureCounts {
             + self.retries_exhausted
             + self.no_reply
             + self.panicked
+            + self.app
             + self.protocol
             + self.codec
             + self.no_workers
@@ -129,6 +132,7 @@ pub(crate) struct Counters {
     retries_exhausted: AtomicU64,
     no_reply: AtomicU64,
     panicked: AtomicU64,
+    app: AtomicU64,
     protocol: AtomicU64,
     codec: AtomicU64,
     no_workers: AtomicU64,
@@ -146,6 +150,7 @@ impl Counters {
             Err(Error::RetriesExhausted { .. }) => &self.retries_exhausted,
             Err(Error::NoReply { .. }) => &self.no_reply,
             Err(Error::Panicked { .. }) => &self.panicked,
+            Err(Error::App { .. }) => &self.app,
             Err(Error::Protocol { .. }) => &self.protocol,
             Err(Error::Encode(_) | Error::Decode { .. } | Error::JobFailed { .. }) => &self.codec,
             Err(Error::NoWorkers { .. } | Error::QueueFull { .. }) => &self.no_workers,
@@ -167,6 +172,7 @@ impl Counters {
             retries_exhausted: load(&self.retries_exhausted),
             no_reply: load(&self.no_reply),
             panicked: load(&self.panicked),
+            app: load(&self.app),
             protocol: load(&self.protocol),
             codec: load(&self.codec),
             no_workers: load(&self.no_workers),

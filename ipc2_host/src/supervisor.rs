@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_ROLE, ENV_SECRET, ENV_SOCKET};
@@ -43,7 +44,7 @@ use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::dispatch::InFlight;
+use crate::dispatch::{InFlight, JobKind};
 use crate::error::{Error, ExitInfo};
 use crate::responder::Reply;
 use crate::shared::Shared;
@@ -429,6 +430,9 @@ fn answer(
     let mut pong = None;
     let mut panicked = false;
     let mut violation = None;
+    let items: Vec<Frame> = frames
+        .extract_if(.., |frame| frame.kind == FrameKind::Item)
+        .collect();
     frames.retain(|frame| match frame.kind {
         FrameKind::Leaving => {
             match decode_message::<Leaving>(&frame.payload) {
@@ -446,6 +450,14 @@ fn answer(
             true
         }
     });
+    // Items before the answers: a stream's end follows its items.
+    if !items.is_empty() && shared.dispatch.items(slot, items) {
+        violation.get_or_insert_with(|| {
+            Arc::new(CodecError::Malformed(
+                "stream item for a job this worker does not hold as a stream",
+            ))
+        });
+    }
     watch.job_panicked |= panicked;
     if leaving.is_some() {
         shared.dispatch.stop_routing(slot);
@@ -484,27 +496,50 @@ fn answer(
         let Some(InFlight { job, .. }) = held else {
             continue;
         };
-        let outcome = match (frame.kind, job.one_way) {
-            (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
+        let ended = Reply {
+            worker: slot,
+            pid,
+            payload: Bytes::new(),
+        };
+        let outcome = match (frame.kind, job.kind) {
+            (FrameKind::Reply, JobKind::Reply) => Ok(Reply {
+                payload: frame.payload,
+                ..ended
+            }),
+            (FrameKind::Ack, JobKind::OneWay) | (FrameKind::StreamEnd, JobKind::Stream) => {
+                Ok(ended)
+            }
+            // A stream job answered with a single reply: a stream of one.
+            (FrameKind::Reply, JobKind::Stream) => {
+                if let Some(stream) = job.reply.as_stream() {
+                    stream.push(frame.payload);
+                }
+                Ok(ended)
+            }
+            (FrameKind::Failed, _) => Err(Error::App {
                 worker: slot,
                 pid,
-                payload: frame.payload,
+                message: String::from_utf8_lossy(&frame.payload).into_owned(),
             }),
-            (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
+            (FrameKind::NoReply, JobKind::Reply | JobKind::Stream) => {
+                Err(Error::NoReply { worker: slot, pid })
+            }
             (FrameKind::JobFailed, _) => Err(Error::JobFailed {
                 worker: slot,
                 pid,
                 reason: String::from_utf8_lossy(&frame.payload).into_owned(),
             }),
-            (FrameKind::Panicked, false) => match decode_message::<PanicReport>(&frame.payload) {
-                Ok(report) => Err(Error::Panicked {
-                    worker: slot,
-                    pid,
-                    message: report.message,
-                    location: report.location,
-                }),
-                Err(error) => Err(protocol_error(slot, pid, Arc::new(error), &mut violation)),
-            },
+            (FrameKind::Panicked, JobKind::Reply | JobKind::Stream) => {
+                match decode_message::<PanicReport>(&frame.payload) {
+                    Ok(report) => Err(Error::Panicked {
+                        worker: slot,
+                        pid,
+                        message: report.message,
+                        location: report.location,
+                    }),
+                    Err(error) => Err(protocol_error(slot, pid, Arc::new(error), &mut violation)),
+                }
+            }
             (kind, _) => {
                 let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
                 Err(protocol_error(slot, pid, source, &mut violation))

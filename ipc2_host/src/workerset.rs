@@ -24,13 +24,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::dispatch::Job;
+use crate::dispatch::{Job, JobKind};
 use crate::error::Error;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
 use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::stats::{ShutdownReport, Stats};
+use crate::stream::{ReplyStream, StreamShared};
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
 /// answer with `W` (worker → host), talking over the server type `S`.
@@ -288,17 +289,51 @@ where
             .collect()
     }
 
+    /// Runs `message` as a job answered by a stream of items (the worker
+    /// turns the job's reply sender into a `StreamSender`), and returns the
+    /// stream at once: the job is queued now. Items come in the order the
+    /// worker sent them, each decoded as `W`; the stream ends with the job's
+    /// outcome (see [`ReplyStream`]). The worker may run ahead of the
+    /// caller by at most
+    /// [`stream_window`](crate::WorkerSetBuilder::stream_window) items,
+    /// then waits. Stream jobs are never retried (their items cannot be
+    /// taken back); the job's deadline (`job_timeout`) covers the whole
+    /// stream. With a bounded queue that is full, the stream ends at once
+    /// with [`Error::QueueFull`]. Dropping the stream cancels the job.
+    pub fn send_stream(&self, message: H) -> ReplyStream<W> {
+        let shared = &self.inner.shared;
+        let stream = StreamShared::new(shared.config.stream_window);
+        let reply = Responder::stream(Arc::clone(&stream));
+        match self
+            .encode(FrameKind::StreamJob, &message)
+            .and_then(|job| Ok((job, self.try_place()?)))
+        {
+            Ok((job, place)) => {
+                let job = job.into_job(reply, shared.config.job_timeout, place);
+                shared.dispatch.submit([job]);
+            }
+            Err(error) => reply.send(Err(error)),
+        }
+        ReplyStream::new(stream, Arc::clone(shared))
+    }
+
     /// Encodes `message` straight into a frame with a fresh job id.
     pub(crate) fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(kind, id, message, shared.config.max_frame_length)
             .map_err(Error::Encode)?;
+        let kind = match kind {
+            FrameKind::OneWayJob => JobKind::OneWay,
+            FrameKind::StreamJob => JobKind::Stream,
+            _ => JobKind::Reply,
+        };
         Ok(Encoded {
             id,
             frame,
-            one_way: kind == FrameKind::OneWayJob,
-            keep_frame: shared.config.max_attempts > 1,
+            kind,
+            // A stream's items cannot be taken back: it is never retried.
+            keep_frame: shared.config.max_attempts > 1 && kind != JobKind::Stream,
         })
     }
 
@@ -349,7 +384,7 @@ where
 pub(crate) struct Encoded {
     id: u64,
     frame: Bytes,
-    one_way: bool,
+    kind: JobKind,
     keep_frame: bool,
 }
 
@@ -363,7 +398,7 @@ impl Encoded {
         Job {
             id: self.id,
             frame: self.frame,
-            one_way: self.one_way,
+            kind: self.kind,
             timeout,
             attempts: 0,
             keep_frame: self.keep_frame,
@@ -384,7 +419,7 @@ impl Drop for AbandonOnDrop<'_> {
 
 /// The job's outcome. Every path that drops a job's responder unanswered is
 /// a teardown, so a dropped one means the set was closed.
-pub(crate) async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
+async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
     pending.await.unwrap_or(Err(Error::Closed))
 }
 

@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ConnectError;
+use crate::inbound::Inbound;
 use crate::receiver::Receiver;
 
 /// How long a worker waits for the host to answer its handshake.
@@ -96,7 +98,8 @@ where
 
     let (outbox, outgoing) = Outbox::channel(Box::new(writer));
     tokio::spawn(write_frames(outgoing));
-    Ok(Receiver::new(reader, outbox, max_frame_length))
+    let inbound = Arc::new(Inbound::new(reader, outbox.clone()));
+    Ok(Receiver::new(inbound, outbox, max_frame_length))
 }
 
 /// Connects over the default transport, the host's Unix socket: the

@@ -53,8 +53,13 @@ pub(crate) fn install_hook() {
 }
 
 fn report_of(info: &PanicHookInfo<'_>) -> PanicReport {
-    let message = info
-        .payload_as_str()
+    // What `PanicHookInfo::payload_as_str` does; it needs Rust 1.91, this
+    // crate supports 1.85.
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("panic payload is not a string");
     PanicReport {
         message: truncated(message, MAX_PANIC_MESSAGE).to_owned(),

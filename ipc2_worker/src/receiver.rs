@@ -1,9 +1,10 @@
 //! Where a worker's jobs arrive.
 //!
-//! [`Receiver::recv`] reads the next frame from the host, decodes it into the
-//! worker's message type and hands it out as a [`Job`]. A job that cannot be
-//! decoded is answered with an error frame on the spot (the host's caller
-//! learns why) and `recv` moves on to the next one.
+//! [`Receiver::recv`] takes the next job frame the host sent (reading the
+//! connection itself when nothing is waiting; see the `inbound` module),
+//! decodes it into the worker's message type and hands it out as a
+//! [`Job`]. A job that cannot be decoded is answered with an error frame on
+//! the spot (the host's caller learns why) and `recv` moves on to the next.
 //!
 //! The receiver counts the jobs it hands out. When it is dropped (the
 //! worker's loop ended, or a panic unwinds through it) it tells the host
@@ -14,13 +15,14 @@
 //! the runtime's writer task may never run again.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::{decode_message, encode_frame};
-use ipc2_common::connection::BoxedReader;
-use ipc2_common::{CodecError, FrameKind, FrameReader, Leaving, Outbox};
+use ipc2_common::{CodecError, FrameKind, Leaving, Outbox};
 use serde::de::DeserializeOwned;
 
+use crate::inbound::Inbound;
 use crate::job::{Job, ReplySender, send_raw};
 
 /// How long a worker that a panic is taking down may spend writing its last
@@ -29,10 +31,10 @@ const FLUSH_ON_PANIC: Duration = Duration::from_secs(2);
 
 /// Yields the jobs the host sends to this worker.
 pub struct Receiver<In, Out> {
-    reader: FrameReader<BoxedReader>,
+    inbound: Arc<Inbound>,
     outbox: Outbox,
     max_frame_length: usize,
-    finished: bool,
+    /// Why the stream of jobs ended, once it has, if not cleanly.
     error: Option<CodecError>,
     /// Job frames handled so far, in the order the host sent them.
     yielded: u64,
@@ -40,16 +42,11 @@ pub struct Receiver<In, Out> {
 }
 
 impl<In: DeserializeOwned, Out> Receiver<In, Out> {
-    pub(crate) fn new(
-        reader: FrameReader<BoxedReader>,
-        outbox: Outbox,
-        max_frame_length: usize,
-    ) -> Self {
+    pub(crate) fn new(inbound: Arc<Inbound>, outbox: Outbox, max_frame_length: usize) -> Self {
         Self {
-            reader,
+            inbound,
             outbox,
             max_frame_length,
-            finished: false,
             error: None,
             yielded: 0,
             _messages: PhantomData,
@@ -62,47 +59,38 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     ///
     /// Cancel safe: dropping the future loses no job.
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
-        while !self.finished {
-            let frame = match self.reader.next().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
+        loop {
+            self.inbound.drive(|filed| !filed.jobs.is_empty()).await;
+            let frame = {
+                let mut filed = self.inbound.filed();
+                let frame = filed.jobs.pop_front();
+                if frame.is_none() {
+                    self.error = filed.error.take();
+                }
+                frame
+            };
+            let Some(frame) = frame else { break };
+            self.yielded += 1;
+            let data = match decode_message::<In>(&frame.payload) {
+                Ok(data) => data,
                 Err(error) => {
-                    self.error = Some(error);
-                    break;
+                    let message = format!("the worker could not decode the job: {error}");
+                    let reason = message.as_bytes();
+                    send_raw(&self.outbox, FrameKind::JobFailed, frame.id, reason);
+                    if frame.kind == FrameKind::StreamJob {
+                        self.inbound.filed().flows.remove(&frame.id);
+                    }
+                    continue;
                 }
             };
-            match frame.kind {
-                FrameKind::Job | FrameKind::OneWayJob => {
-                    self.yielded += 1;
-                    let data = match decode_message::<In>(&frame.payload) {
-                        Ok(data) => data,
-                        Err(error) => {
-                            let message = format!("the worker could not decode the job: {error}");
-                            send_raw(
-                                &self.outbox,
-                                FrameKind::JobFailed,
-                                frame.id,
-                                message.as_bytes(),
-                            );
-                            continue;
-                        }
-                    };
-                    if frame.kind == FrameKind::OneWayJob {
-                        send_raw(&self.outbox, FrameKind::Ack, frame.id, &[]);
-                        return Some(Job::Unidirectional { data });
-                    }
-                    let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length);
-                    return Some(Job::Bidirectional { data, tx });
-                }
-                FrameKind::Ping => send_raw(&self.outbox, FrameKind::Pong, frame.id, &[]),
-                FrameKind::Shutdown => break,
-                other => {
-                    self.error = Some(CodecError::UnexpectedKind(other as u8));
-                    break;
-                }
+            if frame.kind == FrameKind::OneWayJob {
+                send_raw(&self.outbox, FrameKind::Ack, frame.id, &[]);
+                return Some(Job::Unidirectional { data });
             }
+            let stream = (frame.kind == FrameKind::StreamJob).then(|| Arc::clone(&self.inbound));
+            let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length, stream);
+            return Some(Job::Bidirectional { data, tx });
         }
-        self.finished = true;
         self.outbox.flushed().await;
         None
     }
@@ -111,6 +99,14 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// than a clean close or shutdown request from the host.
     pub fn error(&self) -> Option<&CodecError> {
         self.error.as_ref()
+    }
+}
+
+impl<In, Out> Receiver<In, Out> {
+    /// The outbox replies go through (for the blocking worker, which flushes
+    /// it before its runtime stops).
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }
 
@@ -134,7 +130,6 @@ impl<In, Out> std::fmt::Debug for Receiver<In, Out> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("jobs_taken", &self.yielded)
-            .field("finished", &self.finished)
             .field("error", &self.error)
             .finish_non_exhaustive()
     }

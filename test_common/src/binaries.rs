@@ -11,8 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// Path of a binary of the `worker_test` package (`worker_test`,
-/// `behaviour_worker`, `rogue_worker`, `pool_holder`, `blocking_host`, ...),
-/// built if needed.
+/// `behaviour_worker`, `rogue_worker`, `pool_holder`), built if needed.
 ///
 /// Panics with cargo's output if the build fails: this is test support.
 pub fn worker_binary(name: &str) -> PathBuf {
@@ -48,9 +47,9 @@ pub fn workspace_root() -> PathBuf {
 
 /// `target/<profile>` of the running executable: its own directory for a
 /// binary, the parent of `deps/` or `examples/` for a test or an example.
-/// A doc test runs from a temporary directory outside `target/`: it gets
-/// the workspace's `target/debug` (or `$CARGO_TARGET_DIR/debug`), where
-/// `cargo test` builds.
+/// A doctest runs from a temporary directory outside the target directory:
+/// it gets `target/debug` (or `$CARGO_TARGET_DIR/debug`), the path README's
+/// examples name.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the running executable has a path");
     let dir = exe.parent().expect("an executable lives in a directory");
@@ -58,6 +57,7 @@ fn profile_dir() -> PathBuf {
         Some("deps" | "examples") => dir.parent().unwrap_or(dir),
         _ => dir,
     };
+    // Cargo keeps its fingerprints in every profile directory it builds.
     if dir.join(".fingerprint").is_dir() {
         return dir.to_path_buf();
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc2_worker::Job;
+use ipc2_worker::{Job, ReplySender, StreamSender};
 use test_common::behaviour::{Request, Response};
 use tokio::net::UnixStream;
 
@@ -44,6 +44,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Request::Panic(message) => {
                     let _ = tx.send(handler_that_panics(&message));
                 }
+                Request::Fail(reason) => tx.fail(reason),
+                Request::Count(n) => {
+                    tokio::spawn(async move { count(tx, n).await });
+                }
+                Request::CountInline(n) => count(tx, n).await,
+                Request::CountThenExit(n) => {
+                    let mut stream = stream_of(tx);
+                    for i in 0..n {
+                        let _ = stream.send(Response::Sum(i)).await;
+                    }
+                    std::process::exit(9);
+                }
+                Request::CountUntilCancelled(marker) => {
+                    tokio::spawn(async move {
+                        let mut stream = stream_of(tx);
+                        let mut i = 0;
+                        while stream.send(Response::Sum(i)).await.is_ok() {
+                            i += 1;
+                        }
+                        if stream.is_cancelled() {
+                            let _ = std::fs::write(marker, i.to_string());
+                        }
+                    });
+                }
                 Request::PanicInTask(message) => {
                     tokio::spawn(async move {
                         tokio::task::yield_now().await;
@@ -59,6 +83,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The stream sender of a stream job (the test asked for one).
+fn stream_of(tx: ReplySender<Response>) -> StreamSender<Response> {
+    match tx.into_stream() {
+        Ok(stream) => stream,
+        Err(tx) => panic!("job {tx:?} is not a stream job"),
+    }
+}
+
+/// Answers a stream job with `Sum(0)` .. `Sum(n - 1)`.
+async fn count(tx: ReplySender<Response>, n: u32) {
+    let mut stream = stream_of(tx);
+    for i in 0..n {
+        if stream.send(Response::Sum(i)).await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.finish();
 }
 
 /// A job handler with a bug: it panics on the input it is given.
