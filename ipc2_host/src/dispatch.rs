@@ -291,6 +291,17 @@ impl Dispatch {
         0
     }
 
+    /// Gives `worker` queued jobs while it has room, if the set still runs
+    /// jobs; returns the queue places freed.
+    fn refill(&self, phase: Phase, queue: &mut VecDeque<Job>, worker: &mut LiveWorker) -> usize {
+        match phase {
+            Phase::Open | Phase::Draining => {
+                worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker)
+            }
+            Phase::Stopping | Phase::Closed => 0,
+        }
+    }
+
     /// A worker passed its handshake: route jobs to it from now on.
     pub(crate) fn worker_ready(&self, slot: usize, pid: u32, outbox: Outbox, wake: Arc<Notify>) {
         let mut state = self.lock();
@@ -315,10 +326,7 @@ impl Dispatch {
             accepting: true,
             suspended: false,
         };
-        let mut freed = 0;
-        if matches!(phase, Phase::Open | Phase::Draining) {
-            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
-        }
+        let freed = self.refill(*phase, queue, &mut worker);
         entry.state = WorkerState::Serving;
         entry.pid = Some(pid);
         entry.live = Some(worker);
@@ -373,10 +381,7 @@ impl Dispatch {
             entry.jobs_done += 1;
             done.push(job);
         }
-        let mut freed = 0;
-        if matches!(phase, Phase::Open | Phase::Draining) {
-            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
-        }
+        let freed = self.refill(*phase, queue, &mut worker);
         let retire = worker.busy() == 0
             && self
                 .max_jobs_per_worker
@@ -486,10 +491,7 @@ impl Dispatch {
             return;
         };
         worker.suspended = false;
-        let mut freed = 0;
-        if matches!(phase, Phase::Open | Phase::Draining) {
-            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
-        }
+        let freed = self.refill(*phase, queue, worker);
         drop(state);
         self.free_places(freed);
     }
