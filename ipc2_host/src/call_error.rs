@@ -224,8 +224,8 @@ pub enum CallError<E> {
     #[error("the WorkerSet has been shut down; no more calls are accepted")]
     Closed,
 
-    /// A pool error that calls do not produce (those of starting a pool),
-    /// kept whole.
+    /// A pool error that service calls do not produce (those of starting a
+    /// pool, and of blocking calls), kept whole.
     #[error(transparent)]
     Other(Error),
 }
@@ -360,7 +360,8 @@ impl<E> From<Error> for CallError<E> {
             | Error::Spawn { .. }
             | Error::ExitedBeforeConnect { .. }
             | Error::ConnectTimeout { .. }
-            | Error::HandshakeMismatch { .. }) => CallError::Other(other),
+            | Error::HandshakeMismatch { .. }
+            | Error::BlockingInRuntime { .. }) => CallError::Other(other),
         }
     }
 }
