@@ -8,8 +8,8 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{
-    Attribute, FnArg, Ident, Item, ItemTrait, Pat, ReturnType, Signature, TraitItem, TraitItemFn,
-    Type, TypeParamBound, Visibility,
+    Attribute, FnArg, Ident, Item, ItemTrait, Pat, ReceiverKind, ReturnType, Safety, Signature,
+    TraitItem, TraitItemFn, Type, TypeParamBound, Visibility,
 };
 
 /// A trait that passed every check.
@@ -157,7 +157,7 @@ impl Service {
                 "a service trait cannot be `unsafe`; remove `unsafe`",
             );
         }
-        if let Some(auto) = &def.auto_token {
+        if let Some(auto) = &def.modifiers.auto_token {
             errors.push(
                 auto,
                 "a service trait cannot be an auto trait; remove `auto`",
@@ -227,7 +227,7 @@ fn not_a_trait(item: &Item) -> syn::Error {
         Item::Impl(i) => {
             let head = head(&i.impl_token, &i.self_ty);
             match &i.trait_ {
-                Some((_, path, _)) => {
+                Some((path, _)) => {
                     let name = path.to_token_stream().to_string().replace(' ', "");
                     (
                         head,
@@ -271,11 +271,15 @@ fn read_method(function: TraitItemFn, service: &Ident, errors: &mut Errors) -> O
     if let Some(token) = &sig.constness {
         errors.push(token, "a service method cannot be `const`; remove `const`");
     }
-    if let Some(token) = &sig.unsafety {
-        errors.push(
-            token,
-            "a service method cannot be `unsafe`; remove `unsafe`",
-        );
+    match &sig.safety {
+        Safety::Unsafe(token) => {
+            errors.push(
+                token,
+                "a service method cannot be `unsafe`; remove `unsafe`",
+            );
+        }
+        Safety::Safe(token) => errors.push(token, "a service method is not `safe`; remove it"),
+        Safety::Default => {}
     }
     if let Some(abi) = &sig.abi {
         errors.push(abi, "a service method cannot name an ABI; remove it");
@@ -386,23 +390,27 @@ fn check_receiver(receiver: &syn::Receiver, position: usize, errors: &mut Errors
                           or atomics";
     if position > 0 {
         errors.push(receiver, "`self` can only be the first argument");
-    } else if receiver.colon_token.is_some() {
-        errors.push(
-            receiver,
-            format_args!("a typed `self` is not a handler's receiver, {SHARED}"),
-        );
-    } else if receiver.reference.is_none() {
-        errors.push(
+        return;
+    }
+    match &receiver.kind {
+        ReceiverKind::Reference(_, lifetime, mutability) => {
+            if mutability.is_some() {
+                errors.push(
+                    receiver,
+                    format_args!("`&mut self` would give one call the state to itself, {SHARED}"),
+                );
+            } else if let Some(lifetime) = lifetime {
+                errors.push(lifetime, "write `&self` without a lifetime");
+            }
+        }
+        ReceiverKind::Value => errors.push(
             receiver,
             format_args!("`self` by value would consume the worker's state, {SHARED}"),
-        );
-    } else if receiver.mutability.is_some() {
-        errors.push(
+        ),
+        _ => errors.push(
             receiver,
-            format_args!("`&mut self` would give one call the state to itself, {SHARED}"),
-        );
-    } else if let Some((_, Some(lifetime))) = &receiver.reference {
-        errors.push(lifetime, "write `&self` without a lifetime");
+            format_args!("a typed `self` is not a handler's receiver, {SHARED}"),
+        ),
     }
 }
 
