@@ -411,7 +411,7 @@ fn rows() -> Vec<Row> {
         ),
         (
             crate::pool::Handler::Async,
-            "async handler (a task per call)",
+            "async handler (starts in place, a task only if it waits)",
         ),
     ] {
         let key = crate::pool::service_jobs_key(handler);
