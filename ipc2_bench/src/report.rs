@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::pool::RAW;
 use crate::stats::Budget;
 
 /// Every number the run measured, by key, plus notes about what failed.
@@ -431,6 +432,51 @@ fn rows() -> Vec<Row> {
             "ipc2.rss.load_mib",
             "MiB",
         ),
+        heading("ipc2 services (`#[ipc2::service]`, the same Add job as a typed call)"),
+    ]);
+    for (placement, key) in [
+        ("unpinned", "unpinned"),
+        ("host + worker on CPU 0", "pinned"),
+    ] {
+        for percentile in ["p50", "p99"] {
+            rows.push(
+                row(
+                    format!(
+                        "service call round trip {percentile}, plain handler, 1 worker, 1 in \
+                         flight, {placement}"
+                    ),
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    "µs",
+                )
+                .ratio(
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    format!("ipc2.service.rt.{key}{RAW}.{percentile}_us"),
+                    "raw `send` measured alongside",
+                ),
+            );
+        }
+    }
+    for (handler, what) in [
+        (
+            crate::pool::Handler::Plain,
+            "plain handler (worker's blocking pool)",
+        ),
+        (
+            crate::pool::Handler::Async,
+            "async handler (starts in place, a task only if it waits)",
+        ),
+    ] {
+        let key = crate::pool::service_jobs_key(handler);
+        rows.push(
+            row(
+                format!("service calls/s, {what}, 2 workers, 64 in flight per worker"),
+                key.clone(),
+                "jobs/s",
+            )
+            .ratio(key.clone(), key + RAW, "raw `send` measured alongside"),
+        );
+    }
+    rows.extend([
         heading(PYTHON_SECTION),
         row(
             "`ProcessPoolExecutor(2)` `submit().result()` p50",
@@ -497,6 +543,9 @@ const READING: &[&str] = &[
     "Spawn + reap counts process exit and reaping; a pool's cold start ends \
      when the workers serve, so it can come out below the spawn floor.",
     "MB/s and GB/s count each echoed body once (10^6 / 10^9 bytes).",
+    "Service rows are judged by raw `send`s of the same job to the bench's \
+     hand-written worker, measured in the same repetitions (the two take \
+     turns on fresh pools), not by the ipc2 rows above, measured earlier.",
 ];
 
 /// The whole report: context lines, the table, notes.

@@ -233,6 +233,21 @@ pub enum Error {
         source: CodecError,
     },
 
+    /// A service call (`#[ipc2::service]`) was answered with the reply of
+    /// another method: the host and the worker disagree on the service.
+    #[error(
+        "the worker answered `{service}::{method}` with the reply of `{got}`; the host and the \
+         worker were built from different versions of the service: rebuild both"
+    )]
+    WrongReply {
+        /// The service's trait.
+        service: &'static str,
+        /// The method called.
+        method: &'static str,
+        /// The method whose reply came back.
+        got: &'static str,
+    },
+
     /// The job ran past its deadline. Unless `kill_on_timeout(false)` was
     /// set, the worker (whose state is now unknown) was killed and is being
     /// replaced.
@@ -300,6 +315,23 @@ pub enum Error {
     /// The set is gone; the job was not (or no longer) run.
     #[error("the WorkerSet has been shut down; no more jobs are accepted")]
     Closed,
+
+    /// A blocking call (`send_blocking`, `finish_blocking`,
+    /// `PendingReply::wait`, a map's `blocking()`, ...) was made on a
+    /// current-thread tokio runtime (including its `spawn_blocking`
+    /// threads, which tokio does not let a library tell apart). Nothing was
+    /// done.
+    #[error(
+        "{call} blocks its thread, but was called on a current-thread tokio runtime: that would \
+         stop the runtime's only thread, which may be the one driving the pool (a deadlock). \
+         Use the async method with .await there (send, finish, shutdown, awaiting the \
+         PendingReply, the map's next), or call it from a thread outside the runtime or on a \
+         multi-thread runtime"
+    )]
+    BlockingInRuntime {
+        /// The blocking method that was called.
+        call: &'static str,
+    },
 }
 
 /// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which

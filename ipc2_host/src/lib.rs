@@ -19,9 +19,20 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - `blocking` (private): using a pool from synchronous code
+//!   ([`WorkerSetBuilder::finish_blocking`], [`WorkerSet::send_blocking`]):
+//!   the rules for when a thread may block.
+//! - [`pending`]: detached replies ([`WorkerSet::submit`] and
+//!   [`PendingReply`]).
+//! - [`map`]: results as they complete ([`WorkerSet::map`]: a bounded,
+//!   streaming map, in order or as completed).
 //! - `config` (private): a set's settings and their defaults.
 //! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
+//! - [`call_error`]: [`CallError`], what a call of a fallible
+//!   `#[ipc2::service]` method fails with: the service's own error or the
+//!   pool's, side by side.
+//! - [`service`]: what a `#[ipc2::service]` client runs on.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
 //! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
@@ -38,13 +49,18 @@
 
 #![warn(missing_docs)]
 
+mod blocking;
 pub mod builder;
+pub mod call_error;
 mod config;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
+pub mod map;
+pub mod pending;
 mod responder;
+pub mod service;
 mod shared;
 mod socket_dir;
 mod spawner;
@@ -54,8 +70,11 @@ mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
+pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use ipc2_common::{Blob, BlobFull, BlobMut};
+pub use map::{Map, MapUnordered};
+pub use pending::PendingReply;
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use stream::ReplyStream;
 pub use workerset::{Pool, WorkerSet};

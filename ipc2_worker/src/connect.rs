@@ -1,8 +1,9 @@
 //! Joining the host: read the environment the host prepared, connect to its
 //! socket and pass the handshake.
 //!
-//! A host that spawns a worker puts three variables in its environment: the
-//! socket's path, a one-time secret, and the maximum frame length. The worker
+//! A host that spawns a worker puts four variables in its environment: the
+//! socket's path, a one-time secret, the maximum frame length and how many
+//! jobs it may hand the worker at once. The worker
 //! connects, sends a `Hello` frame (protocol version, its pid, the secret)
 //! and waits for the host's `Welcome`; only then do jobs flow.
 
@@ -14,7 +15,8 @@ use std::time::Duration;
 use ipc2_common::codec::encode_frame;
 use ipc2_common::connection::{share_memory, write_frames};
 use ipc2_common::protocol::{
-    ENV_BLOB_THRESHOLD, ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SHARED_MEMORY_LIMIT, ENV_SOCKET,
+    ENV_BLOB_THRESHOLD, ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_SECRET,
+    ENV_SHARED_MEMORY_LIMIT, ENV_SOCKET,
 };
 use ipc2_common::shm::{self, Side};
 use ipc2_common::{
@@ -59,9 +61,15 @@ where
             value: secret_value.clone(),
             reason: "expected 64 hexadecimal digits",
         })?;
-    let max_frame_length = env_bytes(ENV_MAX_FRAME_LENGTH, DEFAULT_MAX_FRAME_LENGTH)?;
-    let threshold = env_bytes(ENV_BLOB_THRESHOLD, shm::blob_threshold())?;
-    let limit = env_bytes(ENV_SHARED_MEMORY_LIMIT, shm::shared_memory_limit())?;
+    let max_frame_length = env_number(ENV_MAX_FRAME_LENGTH, "expected a whole number of bytes")?
+        .unwrap_or(DEFAULT_MAX_FRAME_LENGTH);
+    let max_in_flight = env_number(ENV_MAX_IN_FLIGHT, "expected a whole number of jobs")?
+        .unwrap_or(1)
+        .max(1);
+    let threshold = env_number(ENV_BLOB_THRESHOLD, "expected a whole number of bytes")?
+        .unwrap_or_else(shm::blob_threshold);
+    let limit = env_number(ENV_SHARED_MEMORY_LIMIT, "expected a whole number of bytes")?
+        .unwrap_or_else(shm::shared_memory_limit);
     shm::configure(threshold, limit);
 
     let connection = C::connect(&address)
@@ -97,7 +105,23 @@ where
     tokio::spawn(write_frames(outgoing));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, limit);
     let inbound = Arc::new(Inbound::new(reader, outbox.clone()));
-    Ok(Receiver::new(inbound, outbox, max_frame_length))
+    Ok(Receiver::new(inbound, outbox, max_frame_length).with_max_in_flight(max_in_flight))
+}
+
+/// An optional whole number from the host's environment; `reason` says
+/// what was expected if it is not one.
+fn env_number(variable: &'static str, reason: &'static str) -> Result<Option<usize>, ConnectError> {
+    let Some(value) = std::env::var_os(variable) else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|text| text.parse::<usize>().ok()) {
+        Some(number) => Ok(Some(number)),
+        None => Err(ConnectError::BadEnvironment {
+            variable,
+            value,
+            reason,
+        }),
+    }
 }
 
 /// Connects over the default transport, the host's Unix socket: the
@@ -110,21 +134,6 @@ where
     Reply: Serialize + Send + 'static,
 {
     connect::<tokio::net::UnixStream, Request, Reply>().await
-}
-
-/// A number of bytes from the environment, or `default` when it is unset.
-fn env_bytes(variable: &'static str, default: usize) -> Result<usize, ConnectError> {
-    match std::env::var_os(variable) {
-        None => Ok(default),
-        Some(value) => value
-            .to_str()
-            .and_then(|text| text.parse::<usize>().ok())
-            .ok_or(ConnectError::BadEnvironment {
-                variable,
-                value,
-                reason: "expected a whole number of bytes",
-            }),
-    }
 }
 
 fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {

@@ -8,6 +8,7 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
+//! - [`services`]: `#[ipc2::service]` traits for the service tests.
 //! - [`rogue`]: the honest handshake of workers that misbehave on purpose.
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod binaries;
 pub mod pools;
 pub mod process;
 pub mod rogue;
+pub mod services;
 pub mod stranger;
 
 use serde::{Deserialize, Serialize};
