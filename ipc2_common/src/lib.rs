@@ -8,8 +8,11 @@
 //! - [`codec`]: how a frame is laid out in bytes and how messages are encoded
 //!   (bincode 1.3.3; the only module that knows the wire format).
 //! - [`connection`]: reading frames from and writing frames to a byte stream.
+//! - [`liveness`]: heartbeat settings, and noticing a silent network peer.
 //! - [`transport`]: the [`Server`] and [`Client`] traits, implemented for
-//!   tokio's `UnixListener` and `UnixStream`.
+//!   tokio's `UnixListener` and `UnixStream`, and their instance forms
+//!   [`Listener`] and [`Connector`] for transports built with more than an
+//!   address (TLS over TCP, in the `ipc2_tls` crate).
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
 //! - [`error`]: the errors of all of the above.
 
@@ -18,6 +21,7 @@
 pub mod codec;
 pub mod connection;
 pub mod error;
+pub mod liveness;
 pub mod protocol;
 pub mod secret;
 pub mod transport;
@@ -25,6 +29,7 @@ pub mod transport;
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
-pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION};
+pub use liveness::Heartbeat;
+pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION, Terms};
 pub use secret::Secret;
-pub use transport::{Client, Connection, PeerCredentials, Server};
+pub use transport::{Client, Connection, Connector, Listener, PeerCredentials, RemotePeer, Server};

@@ -14,7 +14,16 @@
 //! 4. the host may send [`FrameKind::Shutdown`], after which the worker's
 //!    receiver ends.
 //!
+//! A remote worker (one the host did not spawn, over a network) sends the
+//! same `Hello` with an all-zero secret: its identity is its certificate,
+//! checked by the transport. Its `Welcome` carries [`Terms`]; from then on
+//! both sides send heartbeats ([`FrameKind::HostHeartbeat`],
+//! [`FrameKind::WorkerHeartbeat`]) so that each notices a dead link or a
+//! frozen peer.
+//!
 //! The layout of a frame in bytes is the business of [`crate::codec`].
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -45,6 +54,8 @@ pub enum FrameKind {
     Welcome = 0x03,
     /// Host → worker: finish up; no more jobs will come.
     Shutdown = 0x04,
+    /// Host → worker: the host is alive (remote workers only). No payload.
+    HostHeartbeat = 0x0f,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -56,6 +67,8 @@ pub enum FrameKind {
     JobFailed = 0x13,
     /// Worker → host: one-way job `id` was handed to the worker's code.
     Ack = 0x14,
+    /// Worker → host: the worker is alive (remote workers only). No payload.
+    WorkerHeartbeat = 0x2f,
 }
 
 impl FrameKind {
@@ -66,11 +79,13 @@ impl FrameKind {
             0x02 => Self::OneWayJob,
             0x03 => Self::Welcome,
             0x04 => Self::Shutdown,
+            0x0f => Self::HostHeartbeat,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
             0x13 => Self::JobFailed,
             0x14 => Self::Ack,
+            0x2f => Self::WorkerHeartbeat,
             _ => return None,
         })
     }
@@ -96,4 +111,17 @@ pub struct Hello {
     pub pid: u32,
     /// The one-time secret from [`ENV_SECRET`].
     pub secret: [u8; 32],
+}
+
+/// What a host tells a remote worker in the payload of its `Welcome` (a
+/// spawned worker's `Welcome` is empty: its environment told it everything).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// The maximum frame length both sides enforce from now on.
+    pub max_frame_length: u64,
+    /// How often each side sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How long either side waits without hearing a byte from the other
+    /// before it drops the connection.
+    pub heartbeat_timeout: Duration,
 }

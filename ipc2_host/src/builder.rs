@@ -4,15 +4,20 @@
 //! private socket directory, binds the server, starts the spawning thread,
 //! the accept loop and one supervisor per worker, and returns once every
 //! worker has connected and passed its handshake, or with the first reason
-//! one could not.
+//! one could not. With [`WorkerSetBuilder::remote_workers`] it also starts a
+//! second accept loop for workers on other machines, and one slot task per
+//! remote slot (see `remote`).
 
 use std::ffi::OsString;
+use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Server};
+use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Heartbeat, Listener, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -20,8 +25,9 @@ use tracing::Instrument;
 
 use crate::dispatch::Dispatch;
 use crate::error::Error;
-use crate::gate::Gate;
+use crate::gate::{Gate, Route};
 use crate::io_thread::IoRuntime;
+use crate::remote;
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
 use crate::supervisor::supervise;
@@ -92,6 +98,27 @@ pub(crate) struct Config {
     pub(crate) max_in_flight: usize,
     pub(crate) queue_capacity: Option<usize>,
     pub(crate) dedicated_io_thread: bool,
+    pub(crate) remote_slots: usize,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) wait_for_remote: usize,
+}
+
+/// The accept loop of remote workers, type-erased so that the builder does
+/// not carry the listener's type.
+type AcceptLoop = Box<dyn FnOnce(Arc<Gate>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Remote workers to admit: their accept loop and how many at once.
+struct RemoteSetup {
+    accept: AcceptLoop,
+    slots: usize,
+}
+
+impl fmt::Debug for RemoteSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteSetup")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
@@ -114,6 +141,9 @@ pub struct WorkerSetBuilder<S, W, H> {
     max_in_flight: usize,
     queue_capacity: Option<usize>,
     dedicated_io_thread: bool,
+    remote: Option<RemoteSetup>,
+    heartbeat: Heartbeat,
+    wait_for_remote: usize,
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
@@ -142,6 +172,9 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             max_in_flight: 1,
             queue_capacity: None,
             dedicated_io_thread: DEFAULT_DEDICATED_IO_THREAD,
+            remote: None,
+            heartbeat: Heartbeat::default(),
+            wait_for_remote: 0,
             _types: PhantomData,
         }
     }
@@ -308,20 +341,77 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
-    fn config(self) -> Result<Config, Error> {
-        let worker_path = self
-            .worker_path
-            .ok_or(Error::Config("worker_path is required"))?;
+    /// Admits workers the set does not spawn: up to `slots` at once, that
+    /// dial in through `listener` (for TLS over TCP,
+    /// `ipc2_tls::TlsListener`), alongside the
+    /// [`worker_count`](Self::worker_count) workers the set spawns (set that
+    /// to 0 for remote workers only). They serve the same jobs. The set
+    /// never starts, restarts or kills them: their platform does, and they
+    /// reconnect on their own. When one's connection is lost (closed, reset,
+    /// or silent past the [`heartbeat`](Self::heartbeat) timeout) the jobs
+    /// it held fail with [`Error::WorkerLost`] naming its address, or are
+    /// retried under [`max_attempts`](Self::max_attempts). A remote worker
+    /// whose job times out is not disconnected (it cannot be killed from
+    /// here): the job fails with `Timeout { killed: false }` and the worker
+    /// takes no new job until it answers. While no worker can serve (every
+    /// remote slot vacant, no spawned worker), sends fail at once with
+    /// [`Error::NoWorkers`]. The listener must have been created inside a
+    /// tokio runtime.
+    pub fn remote_workers<L: Listener>(mut self, listener: L, slots: usize) -> Self {
+        let accept: AcceptLoop =
+            Box::new(move |gate: Arc<Gate>| Box::pin(gate.run(listener, Route::Remote)));
+        self.remote = Some(RemoteSetup { accept, slots });
+        self
+    }
+
+    /// How often the set and each remote worker send each other a
+    /// heartbeat (`interval`), and how long either waits without hearing a
+    /// byte before it drops the connection (`timeout`): a pulled cable, a
+    /// half-open connection or a frozen peer is noticed within `timeout`.
+    /// Remote workers learn both in their handshake. Default: 1 s and 5 s.
+    /// Spawned workers need none: the host learns of their death from the
+    /// kernel.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat = Heartbeat {
+            interval: interval.max(Duration::from_millis(1)),
+            timeout: timeout.max(interval),
+        };
+        self
+    }
+
+    /// Makes [`finish`](WorkerSetBuilder::finish) wait until this many
+    /// remote workers have joined (within `connect_timeout`), or fail with
+    /// [`Error::RemoteJoinTimeout`]. Default: 0 (remote workers join
+    /// whenever they come).
+    pub fn wait_for_remote_workers(mut self, count: usize) -> Self {
+        self.wait_for_remote = count;
+        self
+    }
+
+    fn config(self) -> Result<(Config, Option<RemoteSetup>), Error> {
         let worker_count = self.worker_count.unwrap_or_else(num_cpus::get);
-        if worker_count == 0 {
-            return Err(Error::Config("worker_count must be at least 1"));
+        let remote_slots = self.remote.as_ref().map_or(0, |remote| remote.slots);
+        let worker_path = match (self.worker_path, worker_count) {
+            (Some(path), _) => path,
+            (None, 0) => PathBuf::new(),
+            (None, _) => return Err(Error::Config("worker_path is required")),
+        };
+        if worker_count == 0 && remote_slots == 0 {
+            return Err(Error::Config(
+                "worker_count must be at least 1 (or remote_workers be given slots)",
+            ));
+        }
+        if self.wait_for_remote > remote_slots {
+            return Err(Error::Config(
+                "wait_for_remote_workers asks for more workers than remote_workers has slots",
+            ));
         }
         if self.max_frame_length > u32::MAX as usize {
             return Err(Error::Config(
                 "max_frame_length must fit in 32 bits (at most 4 GiB - 1)",
             ));
         }
-        Ok(Config {
+        let config = Config {
             worker_count,
             worker_path,
             args: self.args,
@@ -339,7 +429,11 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             max_in_flight: self.max_in_flight,
             queue_capacity: self.queue_capacity,
             dedicated_io_thread: self.dedicated_io_thread,
-        })
+            remote_slots,
+            heartbeat: self.heartbeat,
+            wait_for_remote: self.wait_for_remote,
+        };
+        Ok((config, self.remote))
     }
 }
 
@@ -355,7 +449,7 @@ where
     /// connecting, connect deadline passed), after cleaning up whatever was
     /// started. Must be called inside a tokio runtime.
     pub async fn finish(self) -> Result<WorkerSet<S, W, H>, Error> {
-        let config = self.config()?;
+        let (config, remote) = self.config()?;
         let socket_dir =
             SocketDir::create(&config.socket_parent).map_err(|source| Error::SocketDir {
                 parent: config.socket_parent.clone(),
@@ -385,7 +479,7 @@ where
         let gate = Arc::new(Gate::new(config.handshake_timeout, config.max_frame_length));
         let shared = Arc::new(Shared {
             dispatch: Dispatch::new(
-                config.worker_count,
+                config.worker_count + config.remote_slots,
                 config.max_in_flight,
                 config.max_jobs_per_worker,
                 config.queue_capacity,
@@ -399,16 +493,31 @@ where
         });
 
         let tasks = runtime.handle();
-        let gate_task = tasks.spawn(gate.run(listener));
+        let local = Arc::clone(&gate).run(listener, Route::Secret);
+        let gate_task = match remote {
+            // One task accepts on both listeners, so one abort stops both.
+            Some(remote) => tasks.spawn(async move {
+                tokio::join!(local, (remote.accept)(gate));
+            }),
+            None => tasks.spawn(local),
+        };
         let count = shared.config.worker_count;
-        let (started, mut startups) = mpsc::channel(count);
-        let supervisors = (0..count)
+        let remote_slots = count..count + shared.config.remote_slots;
+        let (started, mut startups) = mpsc::channel(count.max(1));
+        let (joined, mut joins) = mpsc::channel(remote_slots.len().max(1));
+        let mut supervisors: Vec<_> = (0..count)
             .map(|slot| {
                 let task = supervise(Arc::clone(&shared), slot, started.clone());
                 tasks.spawn(task.instrument(tracing::info_span!("ipc2_worker_slot", slot)))
             })
             .collect();
-        drop(started);
+        supervisors.extend(remote_slots.map(|slot| {
+            let task = remote::run_slot(Arc::clone(&shared), slot, joined.clone());
+            tasks.spawn(task.instrument(tracing::info_span!("ipc2_remote_slot", slot)))
+        }));
+        drop((started, joined));
+        let (wait_for_remote, connect_timeout) =
+            (shared.config.wait_for_remote, shared.config.connect_timeout);
         // From here on, dropping `inner` tears everything down.
         let inner = Inner::new(shared, gate_task, supervisors, socket_dir, runtime);
         for _ in 0..count {
@@ -417,6 +526,20 @@ where
                 Some(Err(error)) => return Err(error),
                 None => return Err(Error::Closed),
             }
+        }
+        let mut joined = 0;
+        let waited = tokio::time::timeout(connect_timeout, async {
+            while joined < wait_for_remote && joins.recv().await.is_some() {
+                joined += 1;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            return Err(Error::RemoteJoinTimeout {
+                expected: wait_for_remote,
+                joined,
+                timeout: connect_timeout,
+            });
         }
         Ok(WorkerSet::from_inner(inner))
     }

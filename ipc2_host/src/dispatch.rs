@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::Outbox;
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::protocol::FrameKind;
+use ipc2_common::{Outbox, RemotePeer};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -125,6 +125,8 @@ struct Slot {
     live: Option<LiveWorker>,
     jobs_done: u64,
     restarts: u64,
+    /// A remote worker's address and name.
+    peer: Option<RemotePeer>,
 }
 
 struct State {
@@ -145,6 +147,8 @@ pub(crate) struct Dispatch {
     room: Option<Semaphore>,
     /// Signalled whenever a draining set runs out of queued and running jobs.
     drained: Notify,
+    /// Signalled when slots must stop (workers told to exit, or torn down).
+    stopping: Notify,
 }
 
 impl Dispatch {
@@ -161,6 +165,7 @@ impl Dispatch {
                 live: None,
                 jobs_done: 0,
                 restarts: 0,
+                peer: None,
             })
             .collect();
         Self {
@@ -174,6 +179,7 @@ impl Dispatch {
             max_jobs_per_worker: max_jobs,
             room: queue_capacity.map(Semaphore::new),
             drained: Notify::new(),
+            stopping: Notify::new(),
         }
     }
 
@@ -454,6 +460,7 @@ impl Dispatch {
         }
         if !matches!(new_state, WorkerState::Serving | WorkerState::Retiring) {
             entry.pid = None;
+            entry.peer = None;
         }
         entry.state = new_state;
         if failure.is_some() {
@@ -477,6 +484,26 @@ impl Dispatch {
     /// Whether slots must stop restarting workers.
     pub(crate) fn stopping(&self) -> bool {
         matches!(self.lock().phase, Phase::Stopping | Phase::Closed)
+    }
+
+    /// Resolves once slots must stop (at once if they already must).
+    pub(crate) async fn until_stopping(&self) {
+        loop {
+            let notified = self.stopping.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records the address and name of the remote worker in `slot`.
+    pub(crate) fn set_peer(&self, slot: usize, peer: RemotePeer) {
+        if let Some(entry) = self.lock().slots.get_mut(slot) {
+            entry.peer = Some(peer);
+        }
     }
 
     /// Starts a graceful shutdown: no new jobs; queued and running ones go
@@ -518,6 +545,7 @@ impl Dispatch {
             return;
         }
         state.phase = Phase::Stopping;
+        self.stopping.notify_waiters();
         let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) else {
             return;
         };
@@ -531,6 +559,7 @@ impl Dispatch {
     pub(crate) fn close(&self, error: fn() -> Error) -> usize {
         let mut state = self.lock();
         state.phase = Phase::Closed;
+        self.stopping.notify_waiters();
         let queued: Vec<Responder> = state.queue.drain(..).map(|job| job.reply).collect();
         let running: Vec<Responder> = state
             .slots
@@ -546,11 +575,13 @@ impl Dispatch {
         failed
     }
 
-    /// Pids of the workers currently taking jobs.
+    /// Pids of the spawned workers currently taking jobs (a remote worker's
+    /// pid is on another machine).
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.lock()
             .slots
             .iter()
+            .filter(|slot| slot.peer.is_none())
             .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
             .filter_map(|slot| slot.pid)
             .collect()
@@ -570,6 +601,7 @@ impl Dispatch {
                 jobs_done: slot.jobs_done,
                 in_flight: slot.live.as_ref().map_or(0, LiveWorker::busy),
                 restarts: slot.restarts,
+                peer: slot.peer.clone(),
             })
             .collect();
         (workers, state.queue.len())
@@ -591,7 +623,10 @@ impl State {
         let hopeless = |slot: &Slot| {
             matches!(
                 slot.state,
-                WorkerState::BackingOff | WorkerState::Failed | WorkerState::Stopped
+                WorkerState::BackingOff
+                    | WorkerState::Failed
+                    | WorkerState::Stopped
+                    | WorkerState::Vacant
             )
         };
         if self.slots.iter().all(hopeless) {

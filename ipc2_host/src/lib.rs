@@ -31,6 +31,8 @@
 //!   or as part of a batch.
 //! - `io_thread` (private): where the pool's own tasks run.
 //! - `gate` (private): the socket's accept loop and the handshake check.
+//! - `remote` (private): slots served by workers on other machines, which
+//!   dial in (see [`WorkerSetBuilder::remote_workers`]).
 //! - `socket_dir` (private): the private directory the socket lives in.
 
 #![warn(missing_docs)]
@@ -40,6 +42,7 @@ mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
+mod remote;
 mod responder;
 mod socket_dir;
 mod spawner;
@@ -49,5 +52,6 @@ pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
+pub use ipc2_common::{Heartbeat, RemotePeer};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use workerset::WorkerSet;

@@ -14,12 +14,12 @@ use ipc2_common::codec::encode_frame;
 use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{
-    Client, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
+    Client, DEFAULT_MAX_FRAME_LENGTH, Frame, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
     PROTOCOL_VERSION, Secret,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::ConnectError;
 use crate::receiver::Receiver;
@@ -71,12 +71,29 @@ where
             address: address.clone(),
             source,
         })?;
-    let (reader, mut writer) = connection.into_split();
+    let (reader, writer) = connection.into_split();
+    let (reader, writer, _welcome) = handshake(
+        Box::new(reader),
+        writer,
+        *secret.as_bytes(),
+        max_frame_length,
+    )
+    .await?;
+    Ok(start(reader, writer, max_frame_length))
+}
 
+/// Sends this worker's `Hello` (with `secret`) and waits for the host's
+/// `Welcome`, which it returns.
+pub(crate) async fn handshake<W: AsyncWrite + Unpin + Send + 'static>(
+    reader: BoxedReader,
+    mut writer: W,
+    secret: [u8; 32],
+    max_frame_length: usize,
+) -> Result<(FrameReader<BoxedReader>, W, Frame), ConnectError> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
-        secret: *secret.as_bytes(),
+        secret,
     };
     let frame = encode_frame(FrameKind::Hello, 0, &hello, max_frame_length)?;
     writer
@@ -84,18 +101,28 @@ where
         .await
         .map_err(ipc2_common::CodecError::from)?;
 
-    let reader: BoxedReader = Box::new(reader);
     let mut reader = FrameReader::new(reader, FrameCodec::new(max_frame_length));
     match tokio::time::timeout(WELCOME_TIMEOUT, reader.next()).await {
-        Err(_) => return Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
-        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Welcome => {}
-        Ok(Ok(_)) => return Err(ConnectError::Refused),
-        Ok(Err(error)) => return Err(ConnectError::Handshake(error)),
+        Err(_) => Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
+        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Welcome => Ok((reader, writer, frame)),
+        Ok(Ok(_)) => Err(ConnectError::Refused),
+        Ok(Err(error)) => Err(ConnectError::Handshake(error)),
     }
+}
 
+/// Starts the connection's writer task and returns the receiver of its jobs.
+pub(crate) fn start<In, Out, W>(
+    reader: FrameReader<BoxedReader>,
+    writer: W,
+    max_frame_length: usize,
+) -> Receiver<In, Out>
+where
+    In: DeserializeOwned,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (outbox, outgoing) = Outbox::channel();
     tokio::spawn(write_frames(outgoing, writer));
-    Ok(Receiver::new(reader, outbox, max_frame_length))
+    Receiver::new(reader, outbox, max_frame_length)
 }
 
 fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {

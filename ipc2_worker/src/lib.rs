@@ -23,6 +23,8 @@
 //!
 //! - [`connect`](mod@connect): the handshake with the host.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
+//! - [`remote`]: a worker on another machine, which dials its host and
+//!   redials when the connection is lost ([`RemoteReceiver`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
 //! - [`error`]: what can go wrong.
 
@@ -32,8 +34,10 @@ pub mod connect;
 pub mod error;
 pub mod job;
 pub mod receiver;
+pub mod remote;
 
 pub use connect::connect;
 pub use error::{ConnectError, ReplyError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
+pub use remote::RemoteReceiver;

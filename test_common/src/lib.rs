@@ -8,6 +8,8 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
+//! - [`tls`]: certificates made on the spot for TLS tests.
+//! - [`remote`]: remote worker processes and pools that admit them.
 
 #![warn(missing_docs)]
 
@@ -15,7 +17,9 @@ pub mod behaviour;
 pub mod binaries;
 pub mod pools;
 pub mod process;
+pub mod remote;
 pub mod stranger;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
