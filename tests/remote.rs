@@ -12,47 +12,13 @@ use ipc2_common::codec::encode_frame;
 use ipc2_host::{Error, WorkerState};
 use ipc2_tls::{Identity, TlsConnector, TlsListener, WorkerTls};
 use test_common::behaviour::{Request, Response};
-use test_common::pools::{BehaviourPool, behaviour_builder, eventually, within};
-use test_common::remote::{RemoteWorker, loopback_listener, remote_builder, serving_remote};
+use test_common::pools::{BehaviourPool, behaviour_builder, eventually, pid_of, within};
+use test_common::remote::{
+    RemoteWorker, both_answer, jobs_flow, loopback_listener, remote_builder, serving_remote,
+};
 use test_common::tls::{HOST_NAME, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn pid_of(workers: &BehaviourPool) -> u32 {
-    match workers.send(Request::Pid).await {
-        Ok(Response::Pid(pid)) => pid,
-        other => panic!("expected a pid, got {other:?}"),
-    }
-}
-
-async fn jobs_flow(workers: &BehaviourPool) {
-    for i in 0..20 {
-        let sum = workers.send(Request::Add(i, i)).await.unwrap();
-        assert_eq!(sum, Response::Sum(2 * i));
-    }
-}
-
-/// Sends one concurrent job per slot until both `pids` have answered (at
-/// most 100 rounds): concurrent jobs spread over the workers with room.
-async fn both_answer(workers: &BehaviourPool, pids: [u32; 2]) {
-    let mut seen = [false; 2];
-    let slots = workers.stats().workers.len();
-    for _ in 0..100 {
-        let jobs = (0..slots).map(|_| Request::Sleep(20));
-        for outcome in workers.send_batch(jobs).await {
-            let Ok(Response::Slept(pid)) = outcome else {
-                panic!("expected Slept, got {outcome:?}");
-            };
-            for (index, expected) in pids.iter().enumerate() {
-                seen[index] |= pid == *expected;
-            }
-        }
-        if seen == [true; 2] {
-            return;
-        }
-    }
-    panic!("not every worker answered: {pids:?} {seen:?}");
-}
 
 #[tokio::test]
 async fn remote_workers_serve_beside_spawned_ones_and_show_their_address() {

@@ -122,3 +122,33 @@ pub async fn serving_remote(workers: &BehaviourPool, count: usize, seconds: u64)
     );
     names
 }
+
+/// Twenty `Add` jobs, each answered correctly.
+pub async fn jobs_flow(workers: &BehaviourPool) {
+    for i in 0..20 {
+        let sum = workers.send(Request::Add(i, i)).await;
+        assert_eq!(sum.ok(), Some(Response::Sum(2 * i)));
+    }
+}
+
+/// Sends one concurrent job per slot until both `pids` have answered (at
+/// most 100 rounds): concurrent jobs spread over the workers with room.
+pub async fn both_answer(workers: &BehaviourPool, pids: [u32; 2]) {
+    let mut seen = [false; 2];
+    let slots = workers.stats().workers.len();
+    for _ in 0..100 {
+        let jobs = (0..slots).map(|_| Request::Sleep(20));
+        for outcome in workers.send_batch(jobs).await {
+            let Ok(Response::Slept(pid)) = outcome else {
+                panic!("expected Slept, got {outcome:?}");
+            };
+            for (index, expected) in pids.iter().enumerate() {
+                seen[index] |= pid == *expected;
+            }
+        }
+        if seen == [true; 2] {
+            return;
+        }
+    }
+    panic!("not every worker answered: {pids:?} {seen:?}");
+}
