@@ -116,13 +116,30 @@ impl Lab {
             namespaces.add(worker.clone())?;
             let net = index + 1;
             let (host_end, worker_end) = (format!("i2h{pid}{net}"), format!("i2w{pid}{net}"));
-            ip(&["link", "add", &host_end, "type", "veth", "peer", "name", &worker_end])?;
+            ip(&[
+                "link",
+                "add",
+                &host_end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &worker_end,
+            ])?;
             ip(&["link", "set", &host_end, "netns", &host])?;
             ip(&["link", "set", &worker_end, "netns", worker])?;
             let host_address = format!("10.213.{net}.1/24");
             let worker_address = format!("10.213.{net}.2/24");
             ip(&["-n", &host, "addr", "add", &host_address, "dev", &host_end])?;
-            ip(&["-n", worker, "addr", "add", &worker_address, "dev", &worker_end])?;
+            ip(&[
+                "-n",
+                worker,
+                "addr",
+                "add",
+                &worker_address,
+                "dev",
+                &worker_end,
+            ])?;
             ip(&["-n", &host, "link", "set", &host_end, "up"])?;
             ip(&["-n", worker, "link", "set", &worker_end, "up"])?;
             ip(&["-n", worker, "link", "set", "lo", "up"])?;
@@ -158,8 +175,15 @@ impl Lab {
     /// Takes worker `index`'s link down, or brings it back up.
     fn link(&self, index: usize, up: bool) {
         let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.host, "link", "set", &self.host_ends[index], state])
-            .expect("change a link's state");
+        ip(&[
+            "-n",
+            &self.host,
+            "link",
+            "set",
+            &self.host_ends[index],
+            state,
+        ])
+        .expect("change a link's state");
     }
 }
 

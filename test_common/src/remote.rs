@@ -27,15 +27,30 @@ impl RemoteWorker {
     /// runs it elsewhere.
     pub fn start(pki: &TestPki, name: &str, host: &str, prefix: &[&str]) -> Self {
         let binary = worker_binary("behaviour_worker");
+        Self::spawn(&binary, pki.worker_env(name, host), prefix, name)
+    }
+
+    /// Starts `binary` with `env` as remote worker `name` (`prefix` as in
+    /// [`start`](Self::start)).
+    pub fn spawn<K, V>(
+        binary: &std::path::Path,
+        env: impl IntoIterator<Item = (K, V)>,
+        prefix: &[&str],
+        name: &str,
+    ) -> Self
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let mut command = match prefix {
-            [] => std::process::Command::new(&binary),
+            [] => std::process::Command::new(binary),
             [program, args @ ..] => {
                 let mut command = std::process::Command::new(program);
-                command.args(args).arg(&binary);
+                command.args(args).arg(binary);
                 command
             }
         };
-        command.envs(pki.worker_env(name, host));
+        command.envs(env);
         // SAFETY: between fork and exec, only an async-signal-safe system
         // call: the worker dies with the test, however the test ends.
         unsafe {
