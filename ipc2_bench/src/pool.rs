@@ -46,7 +46,7 @@ const ECHO_CONCURRENCY: usize = 4;
 const COLD_POOL: usize = 4;
 
 /// The pool every figure uses.
-type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
+pub(crate) type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
 
 /// Key of a jobs/s figure.
 pub fn jobs_key(workers: usize, concurrency: usize) -> String {
@@ -137,6 +137,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             report(key, rate.map(|r| vec![("mb_per_s", r)]));
         }
         report("ipc2.cold4", cold_start(&budget, &exe).await);
+        crate::remote::measure(&budget, &exe).await;
     });
     Ok(())
 }
@@ -197,7 +198,7 @@ fn host_runtime(current_thread: bool) -> std::io::Result<tokio::runtime::Runtime
 }
 
 /// Prints `prefix.name value` for each figure, or a note if it failed.
-fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
+pub(crate) fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
     match figures {
         Ok(figures) => {
             for (name, value) in figures {
@@ -213,7 +214,7 @@ fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
     }
 }
 
-fn latency_pair((p50, p99): (f64, f64)) -> Vec<(&'static str, f64)> {
+pub(crate) fn latency_pair((p50, p99): (f64, f64)) -> Vec<(&'static str, f64)> {
     vec![("p50_us", p50), ("p99_us", p99)]
 }
 
@@ -232,7 +233,7 @@ async fn start_pool_with(exe: &Path, workers: usize, in_flight: usize) -> Result
 }
 
 /// Checks an `Add(a, b)` reply.
-fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
+pub(crate) fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
     match reply {
         BenchReply::Sum(sum) if sum == a.wrapping_add(b) => Ok(()),
         other => Err(format!("Add({a}, {b}) answered with {other:?}").into()),
@@ -246,31 +247,35 @@ async fn send_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
     let mut reps = Vec::new();
     for _ in 0..budget.reps {
         let pool = start_pool(exe, 1).await?;
-        let budget = *budget;
-        let task_pool = pool.clone();
-        // Measured from a runtime task, where an application's sends run.
-        let rep = tokio::spawn(async move {
-            let pool = task_pool;
-            let mut n = 0u32;
-            for _ in 0..budget.latency_warmup {
-                check_sum(pool.send(BenchJob::Add(n, 1)).await?, n, 1)?;
-                n = n.wrapping_add(1);
-            }
-            let mut samples = Vec::with_capacity(budget.latency_samples);
-            for _ in 0..budget.latency_samples {
-                let start = Instant::now();
-                let reply = pool.send(BenchJob::Add(n, 1)).await?;
-                samples.push(start.elapsed().as_secs_f64() * 1e6);
-                check_sum(reply, n, 1)?;
-                n = n.wrapping_add(1);
-            }
-            Ok::<_, BoxError>(latency_percentiles(&mut samples))
-        })
-        .await??;
-        reps.push(rep);
+        reps.push(latency_rep(budget, &pool).await?);
         close(pool).await?;
     }
     Ok(median_latency(&reps))
+}
+
+/// One repetition of the round-trip figure on `pool`: a warm-up, then
+/// `latency_samples` sends one after another; p50 and p99 in µs.
+pub(crate) async fn latency_rep(budget: &Budget, pool: &Pool) -> Result<(f64, f64)> {
+    let budget = *budget;
+    let pool = pool.clone();
+    // Measured from a runtime task, where an application's sends run.
+    tokio::spawn(async move {
+        let mut n = 0u32;
+        for _ in 0..budget.latency_warmup {
+            check_sum(pool.send(BenchJob::Add(n, 1)).await?, n, 1)?;
+            n = n.wrapping_add(1);
+        }
+        let mut samples = Vec::with_capacity(budget.latency_samples);
+        for _ in 0..budget.latency_samples {
+            let start = Instant::now();
+            let reply = pool.send(BenchJob::Add(n, 1)).await?;
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+            check_sum(reply, n, 1)?;
+            n = n.wrapping_add(1);
+        }
+        Ok::<_, BoxError>(latency_percentiles(&mut samples))
+    })
+    .await?
 }
 
 /// Add jobs/s with `in_flight` jobs in flight per worker on a pool of
@@ -339,7 +344,7 @@ async fn batch_loop(pool: &Pool, window: Duration) -> Result<f64> {
 }
 
 /// `concurrency` tasks send Add jobs until `window` ends; returns jobs/s.
-async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f64> {
+pub(crate) async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f64> {
     let start = Instant::now();
     let deadline = start + window;
     let mut tasks = JoinSet::new();

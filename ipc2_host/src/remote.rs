@@ -45,15 +45,14 @@ pub(crate) async fn run_slot(shared: Arc<Shared>, slot: usize, joined: mpsc::Sen
             () = shared.dispatch.until_stopping() => break,
         };
         let Ok(admitted) = admitted else { break };
-        let _ = joined.try_send(());
-        serve(&shared, slot, admitted).await;
+        serve(&shared, slot, admitted, &joined).await;
     }
     shared.dispatch.set_state(slot, WorkerState::Stopped, None);
 }
 
-/// Serves one remote worker until its connection is lost, then settles the
-/// jobs it held.
-async fn serve(shared: &Shared, slot: usize, admitted: Admitted) {
+/// Serves one remote worker (reported on `joined` once it takes jobs) until
+/// its connection is lost, then settles the jobs it held.
+async fn serve(shared: &Shared, slot: usize, admitted: Admitted, joined: &mpsc::Sender<()>) {
     let Some((peer, heard)) = admitted.remote else {
         return;
     };
@@ -76,6 +75,7 @@ async fn serve(shared: &Shared, slot: usize, admitted: Admitted) {
         .dispatch
         .worker_ready(slot, pid, outbox.clone(), Arc::clone(&wake));
     tracing::info!(worker = slot, pid, %peer, "remote worker joined");
+    let _ = joined.try_send(());
 
     let mut link = Link {
         reader: admitted.reader,

@@ -57,6 +57,7 @@
 //! - [`connection`]: [`TlsConnection`], a connection either end holds.
 //! - [`tcp`]: keepalive, `TCP_USER_TIMEOUT` and `TCP_NODELAY`.
 //! - [`env`]: the environment variables of a remote worker and its host.
+//! - `dev` (feature `dev-ca`): a throwaway CA for development and tests.
 //! - [`error`]: what can go wrong setting TLS up.
 //!
 //! This crate is separate so that pools of local workers never compile
@@ -67,6 +68,8 @@
 pub mod config;
 pub mod connection;
 pub mod connector;
+#[cfg(feature = "dev-ca")]
+pub mod dev;
 pub mod env;
 pub mod error;
 pub mod listener;

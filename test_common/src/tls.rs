@@ -1,16 +1,13 @@
-//! Certificates for tests, made on the spot with rcgen (no key is ever
-//! committed): a CA, a host certificate, worker certificates, and the files
+//! Certificates for tests, made on the spot by `ipc2_tls::dev::DevCa` (no
+//! key is ever committed): a CA, a host certificate, worker certificates, and the files
 //! and environment a remote worker reads them from.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ipc2_tls::dev::DevCa;
 use ipc2_tls::env::{ENV_HOST, ENV_SERVER_NAME, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY};
 use ipc2_tls::{HostTls, Identity, WorkerTls};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 
 /// The DNS name on the host certificates of [`TestPki`].
 pub const HOST_NAME: &str = "ipc2-host.test";
@@ -18,26 +15,13 @@ pub const HOST_NAME: &str = "ipc2-host.test";
 /// A throwaway certificate authority, and a private directory for the PEM
 /// files of the identities it issues (removed on drop).
 pub struct TestPki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    ca: DevCa,
     dir: PathBuf,
 }
 
 impl TestPki {
     /// A fresh CA.
     pub fn new() -> Self {
-        let key = KeyPair::generate().expect("generate a CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ipc2 test CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = params.self_signed(&key).expect("self-sign the CA");
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ipc2-pki-{}-{}",
@@ -46,8 +30,7 @@ impl TestPki {
         ));
         std::fs::create_dir_all(&dir).expect("create the PKI directory");
         Self {
-            ca_pem: ca.pem(),
-            issuer: Issuer::new(params, key),
+            ca: DevCa::new().expect("make a CA"),
             dir,
         }
     }
@@ -55,19 +38,7 @@ impl TestPki {
     /// A certificate for `name` (a DNS name) signed by this CA, valid for
     /// both ends of a connection, with this CA as the one to trust.
     pub fn identity(&self, name: &str) -> Identity {
-        let key = KeyPair::generate().expect("generate a key");
-        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("parameters");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        Identity {
-            ca: self.ca_pem.clone().into_bytes(),
-            cert: cert.pem().into_bytes(),
-            key: key.serialize_pem().into_bytes(),
-        }
+        self.ca.identity(name).expect("issue a certificate")
     }
 
     /// The host's TLS settings ([`HOST_NAME`]), admitting `allowed` names
