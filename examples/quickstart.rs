@@ -1,37 +1,62 @@
-//! A real pool, end to end: builds the seed's worker binary if needed,
-//! starts four workers, sends them jobs from many tasks at once, and shows
-//! what a crashed worker looks like to the caller.
+//! A real pool, end to end, in one file: this executable is both the host
+//! and its workers (self-exec). It starts four workers, sends them jobs from
+//! many tasks at once, and shows what a job whose handler panics looks like
+//! to its caller: a typed error with the panic's message, while the pool
+//! replaces the worker and goes on.
 //!
-//! Run from anywhere in the workspace: `cargo run --example quickstart`.
+//! Run: `cargo run --example quickstart`.
 
 use std::error::Error;
 use std::time::Instant;
 
-use ipc2_host::workerset::WorkerSet;
-use test_common::HostMessage;
-use test_common::behaviour::{Request, Response};
-use tokio::net::UnixListener;
+use ipc2::Pool;
+use ipc2::worker::Job;
+use serde::{Deserialize, Serialize};
+
+/// What the host asks of a worker.
+#[derive(Serialize, Deserialize)]
+enum Task {
+    Add(u32, u32),
+    Sub(u32, u32),
+    Div(u32, u32),
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    // In a worker process (the pool below runs this same executable), serve
+    // jobs, then exit; in the host, return at once and go on.
+    ipc2::worker::run_if_worker(worker);
+    host()
+}
+
+/// The worker: answers each job with a number.
+#[tokio::main]
+async fn worker() -> Result<(), Box<dyn Error>> {
+    let mut jobs = ipc2::worker::jobs::<Task, u32>().await?;
+    while let Some(job) = jobs.recv().await {
+        if let Job::Bidirectional { data, tx } = job {
+            let _ = tx.send(match data {
+                Task::Add(a, b) => a + b,
+                Task::Sub(a, b) => a - b,
+                // Panics when b is 0, as code with a bug would.
+                Task::Div(a, b) => a / b,
+            });
+        }
+    }
+    Ok(())
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    // 1. The seed's worker: add and subtract. (`worker_binary` runs
-    // `cargo build -p worker_test` the first time, so it stays out of the
-    // start-up time.)
-    let worker = test_common::binaries::worker_binary("worker_test");
+async fn host() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
-    let workers: WorkerSet<UnixListener, u32, HostMessage> = WorkerSet::builder()
-        .worker_count(4)
-        .worker_path(worker)
-        .finish()
-        .await?;
+    let workers: Pool<Task, u32> = Pool::builder().worker_count(4).self_exec().finish().await?;
     println!(
         "started {} workers in {:?}: pids {:?}",
         workers.worker_count(),
         started.elapsed(),
         workers.worker_pids()
     );
-    println!("6 + 7 = {}", workers.send(HostMessage::Add(6, 7)).await?);
-    println!("9 - 4 = {}", workers.send(HostMessage::Sub(9, 4)).await?);
+    println!("6 + 7 = {}", workers.send(Task::Add(6, 7)).await?);
+    println!("9 - 4 = {}", workers.send(Task::Sub(9, 4)).await?);
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -40,9 +65,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tasks.push(tokio::spawn(async move {
             let mut total = 0u64;
             for i in 0..1000u32 {
-                total += u64::from(workers.send(HostMessage::Add(task, i)).await?);
+                total += u64::from(workers.send(Task::Add(task, i)).await?);
             }
-            Ok::<u64, ipc2_host::Error>(total)
+            Ok::<u64, ipc2::host::Error>(total)
         }));
     }
     let mut total = 0;
@@ -53,18 +78,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "8 tasks x 1000 jobs answered in {:?} (sum of replies {total})",
         started.elapsed()
     );
-    drop(workers);
 
-    // 2. A worker that crashes: the caller gets an error, the pool heals.
-    let workers: WorkerSet<UnixListener, Response, Request> = WorkerSet::builder()
-        .worker_count(1)
-        .worker_path(test_common::binaries::worker_binary("behaviour_worker"))
-        .finish()
-        .await?;
-    match workers.send(Request::Exit(3)).await {
-        Ok(reply) => println!("unexpected reply {reply:?}"),
-        Err(error) => println!("crashing job -> error: {error}"),
+    // A handler that panics fails its own job, with the panic's message;
+    // the worker it ended is replaced and the pool goes on.
+    match workers.send(Task::Div(1, 0)).await {
+        Ok(reply) => println!("1 / 0 = {reply}?"),
+        Err(error) => println!("1 / 0 -> error: {error}"),
     }
-    println!("next job -> {:?}", workers.send(Request::Add(1, 2)).await?);
+    println!("8 / 2 = {}", workers.send(Task::Div(8, 2)).await?);
+    println!("{workers:?}");
     Ok(())
 }

@@ -86,3 +86,29 @@ async fn large_bodies_round_trip() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn pool_names_request_then_reply_and_prints_with_debug() {
+    within(30, async {
+        // `Pool<Request, Reply>` is the seed's `WorkerSet<UnixListener, Reply,
+        // Request>`: no transport to name, and the worker's order.
+        let workers: ipc2::Pool<HostMessage, u32> = ipc2::Pool::builder()
+            .worker_count(2)
+            .worker_path(test_common::binaries::worker_binary("worker_test"))
+            .finish()
+            .await
+            .unwrap();
+        let seed: test_common::pools::SeedPool = workers.clone();
+        assert_eq!(seed.send(HostMessage::Add(2, 3)).await.unwrap(), 5);
+        let shown = format!("{workers:?}");
+        assert!(
+            shown.starts_with("WorkerSet { worker_count: 2, pids: [")
+                && shown.contains("queued: 0"),
+            "{shown}"
+        );
+        for pid in workers.worker_pids() {
+            assert!(shown.contains(&pid.to_string()), "{shown}");
+        }
+    })
+    .await;
+}

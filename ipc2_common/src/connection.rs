@@ -3,12 +3,18 @@
 //! [`FrameReader`] turns the read half of a connection into a sequence of
 //! [`Frame`]s; [`write_frames`] drains a queue of encoded frames into the
 //! write half, writing whatever is ready in one batch instead of one system
-//! call per frame. Frames reach the writer through an [`Outbox`]. Host and
-//! worker use the same pieces.
+//! call per frame. Frames reach the writer through an [`Outbox`], which can
+//! also be flushed synchronously by a process about to die (a worker whose
+//! job panicked), so its last words reach the host. Host and worker use the
+//! same pieces.
 
+use std::fmt;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -83,6 +89,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+impl<R> fmt::Debug for FrameReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buffer.len())
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R> FrameReader<R> {
     /// Collects `first` and the frames already buffered behind it (up to
     /// `max` in all) into `frames`, without reading: a burst of answers can
@@ -139,19 +154,17 @@ impl<R> FrameReader<R> {
 /// the writer swaps the whole vector out in one step, and only the frame
 /// that finds the queue empty wakes it. Besides queueing, the outbox counts
 /// frames not yet written so that a side about to stop can wait until what
-/// it queued is on the wire ([`Outbox::flushed`]).
-#[derive(Clone, Debug)]
+/// it queued is on the wire ([`Outbox::flushed`]), or, when no task can run
+/// any more, write it from the calling thread ([`Outbox::flush_blocking`]).
+#[derive(Clone)]
 pub struct Outbox(Arc<SenderHandle>);
 
-/// The writer's end of an [`Outbox`].
-#[derive(Debug)]
+/// The writer's end of an [`Outbox`], to hand to [`write_frames`].
 pub struct OutboxReceiver(Arc<Shared>);
 
 /// Dropping the last one closes the outbox.
-#[derive(Debug)]
 struct SenderHandle(Arc<Shared>);
 
-#[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Vec<Bytes>>,
     /// Frames arrived in an empty queue, or the last sender left.
@@ -162,13 +175,41 @@ struct Shared {
     unwritten: AtomicUsize,
     /// `unwritten` reached zero, or the writer stopped.
     changed: Notify,
+    /// The write half while nobody writes to it. Whoever writes takes it
+    /// first (the writer task, or a synchronous flush) and puts it back
+    /// after, so frames go out whole and in order.
+    sink: Mutex<Option<BoxedWriter>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
     fn queue(&self) -> MutexGuard<'_, Vec<Bytes>> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.queue)
+    }
+
+    /// Frames were written: count them off, and wake whoever waits for the
+    /// queue to be flushed.
+    fn written(&self, frames: usize) {
+        if frames > 0 && self.unwritten.fetch_sub(frames, Ordering::AcqRel) == frames {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The writer stopped for good: later frames are refused, queued ones
+    /// dropped, and the write half closed.
+    fn writer_stopped(&self) {
+        {
+            let mut queue = self.queue();
+            self.writer_gone.store(true, Ordering::Release);
+            queue.clear();
+        }
+        drop(lock(&self.sink).take());
+        self.changed.notify_waiters();
     }
 }
 
@@ -179,10 +220,35 @@ impl Drop for SenderHandle {
     }
 }
 
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.0.0;
+        f.debug_struct("Outbox")
+            .field("unwritten", &shared.unwritten.load(Ordering::Relaxed))
+            .field("writer_gone", &shared.writer_gone.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl fmt::Debug for OutboxReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxReceiver").finish_non_exhaustive()
+    }
+}
+
 impl Outbox {
-    /// A new outbox and the receiver to hand to [`write_frames`].
-    pub fn channel() -> (Self, OutboxReceiver) {
-        let shared = Arc::new(Shared::default());
+    /// A new outbox writing to `writer`, and the receiver to hand to
+    /// [`write_frames`].
+    pub fn channel(writer: BoxedWriter) -> (Self, OutboxReceiver) {
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+            writer_gone: AtomicBool::new(false),
+            unwritten: AtomicUsize::new(0),
+            changed: Notify::new(),
+            sink: Mutex::new(Some(writer)),
+        });
         (
             Self(Arc::new(SenderHandle(Arc::clone(&shared)))),
             OutboxReceiver(shared),
@@ -223,17 +289,64 @@ impl Outbox {
             changed.await;
         }
     }
+
+    /// Writes every queued frame from the calling thread, blocking it for at
+    /// most `timeout`; returns whether they all went out.
+    ///
+    /// For a process about to die, whose runtime may never run the writer
+    /// task again (a panic unwinding out of a worker's `main`). It waits for
+    /// the writer task to finish a write it has begun, then polls the write
+    /// half directly. Past the deadline (the peer stopped reading, or the
+    /// writer task cannot finish without this thread), the write half is
+    /// closed rather than left holding half a frame.
+    pub fn flush_blocking(&self, timeout: Duration) -> bool {
+        let shared = &self.0.0;
+        let deadline = Instant::now() + timeout;
+        let mut writer = loop {
+            if let Some(writer) = lock(&shared.sink).take() {
+                break writer;
+            }
+            if shared.writer_gone.load(Ordering::Acquire) || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let frames = std::mem::take(&mut *shared.queue());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batches = Batches::new(&frames);
+        let done = loop {
+            match batches.poll_write(&mut writer, &mut cx) {
+                Poll::Ready(result) => break result.is_ok(),
+                Poll::Pending if Instant::now() >= deadline => break false,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        if !done {
+            drop(writer);
+            shared.writer_stopped();
+            return false;
+        }
+        *lock(&shared.sink) = Some(writer);
+        shared.written(frames.len());
+        true
+    }
 }
 
-/// Writes every frame queued in the outbox to `writer` until all senders
-/// are gone and their frames written, then shuts the write side down.
-/// Frames that are ready together go out in one vectored write: one system
-/// call for the batch, and no copy of any frame, however large.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    outbox: OutboxReceiver,
-    mut writer: W,
-) -> std::io::Result<()> {
+/// Writes every frame queued in the outbox until all senders are gone and
+/// their frames written, then shuts the write side down. Frames that are
+/// ready together go out in one vectored write: one system call for the
+/// batch, and no copy of any frame, however large.
+pub async fn write_frames(outbox: OutboxReceiver) -> std::io::Result<()> {
     let shared = outbox.0;
+    // However this task ends (an error, or cancelled with its runtime), later
+    // frames must be refused rather than queued for nobody.
+    struct Stopped<'a>(&'a Shared);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.writer_stopped();
+        }
+    }
+    let _stopped = Stopped(&shared);
     // A multi-thread runtime runs a freshly woken task next (its "LIFO
     // slot"), so this task, woken by the first frame, would write it alone
     // before the tasks about to queue more get to run: one system call per
@@ -243,61 +356,92 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     let coalesce = tokio::runtime::Handle::try_current()
         .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
     let mut ready: Vec<Bytes> = Vec::new();
-    let result = async {
+    loop {
         loop {
-            loop {
-                let arrived = shared.ready.notified();
-                tokio::pin!(arrived);
-                arrived.as_mut().enable();
-                std::mem::swap(&mut *shared.queue(), &mut ready);
-                if !ready.is_empty() {
-                    break;
+            let arrived = shared.ready.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let queued = shared.queue().len();
+            if queued > 0 {
+                if coalesce && queued < WRITE_BATCH {
+                    tokio::task::yield_now().await;
                 }
-                if shared.closed.load(Ordering::Acquire) {
-                    return writer.shutdown().await;
-                }
-                arrived.await;
+                break;
             }
-            if coalesce && ready.len() < WRITE_BATCH {
-                tokio::task::yield_now().await;
-                ready.append(&mut shared.queue());
+            if shared.closed.load(Ordering::Acquire) {
+                let Some(mut writer) = lock(&shared.sink).take() else {
+                    return Ok(());
+                };
+                return writer.shutdown().await;
             }
-            for frames in ready.chunks(MAX_IOVECS) {
-                write_all_vectored(&mut writer, frames).await?;
-            }
-            let written = ready.len();
-            ready.clear();
-            if shared.unwritten.fetch_sub(written, Ordering::AcqRel) == written {
-                shared.changed.notify_waiters();
-            }
+            arrived.await;
         }
+        // A synchronous flush may hold the write half for a moment.
+        let Some(mut writer) = lock(&shared.sink).take() else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        std::mem::swap(&mut *shared.queue(), &mut ready);
+        let mut batches = Batches::new(&ready);
+        let result = std::future::poll_fn(|cx| batches.poll_write(&mut writer, cx)).await;
+        *lock(&shared.sink) = Some(writer);
+        result?;
+        shared.written(ready.len());
+        ready.clear();
     }
-    .await;
-    {
-        let mut queue = shared.queue();
-        shared.writer_gone.store(true, Ordering::Release);
-        queue.clear();
-    }
-    shared.changed.notify_waiters();
-    result
 }
 
-/// Writes all of `frames` with as few vectored writes as the stream allows.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    frames: &[Bytes],
-) -> std::io::Result<()> {
-    if let [frame] = frames {
-        return writer.write_all(frame).await;
-    }
-    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        let written = writer.write_vectored(remaining).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+/// Frames being written with as few vectored writes as the stream allows
+/// (at most [`MAX_IOVECS`] buffers per call): the one write loop behind both
+/// the writer task and [`Outbox::flush_blocking`].
+struct Batches<'a> {
+    frames: &'a [Bytes],
+    /// Frames fully written.
+    done: usize,
+    /// Bytes of the next frame already written.
+    offset: usize,
+}
+
+impl<'a> Batches<'a> {
+    fn new(frames: &'a [Bytes]) -> Self {
+        Self {
+            frames,
+            done: 0,
+            offset: 0,
         }
-        IoSlice::advance_slices(&mut remaining, written);
     }
-    Ok(())
+
+    /// Writes until every frame is out (`Ready(Ok)`), the stream fails, or
+    /// it would block (`Pending`, with `cx`'s waker registered).
+    fn poll_write(
+        &mut self,
+        writer: &mut BoxedWriter,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        while self.done < self.frames.len() {
+            let pending = &self.frames[self.done..self.frames.len().min(self.done + MAX_IOVECS)];
+            let mut slices: Vec<IoSlice<'_>> = pending.iter().map(|f| IoSlice::new(f)).collect();
+            let mut remaining = &mut slices[..];
+            IoSlice::advance_slices(&mut remaining, self.offset);
+            let written = match Pin::new(&mut *writer).poll_write_vectored(cx, remaining) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            };
+            // Advance over whole frames, then into the next one.
+            let mut left = self.offset + written;
+            while let Some(frame) = self.frames.get(self.done) {
+                if left < frame.len() {
+                    break;
+                }
+                left -= frame.len();
+                self.done += 1;
+            }
+            self.offset = left;
+        }
+        Pin::new(&mut *writer).poll_flush(cx)
+    }
 }

@@ -14,6 +14,8 @@
 //!   [`Listener`] and [`Connector`] for transports built with more than an
 //!   address (TLS over TCP, in the `ipc2_tls` crate).
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
+//! - [`runtime_thread`]: a thread running a tokio runtime, for code that is
+//!   not async.
 //! - [`error`]: the errors of all of the above.
 
 #![warn(missing_docs)]
@@ -23,6 +25,7 @@ pub mod connection;
 pub mod error;
 pub mod liveness;
 pub mod protocol;
+pub mod runtime_thread;
 pub mod secret;
 pub mod transport;
 
@@ -30,6 +33,6 @@ pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
 pub use liveness::Heartbeat;
-pub use protocol::{Frame, FrameKind, Hello, PROTOCOL_VERSION, Terms};
+pub use protocol::{Frame, FrameKind, Hello, Leaving, PROTOCOL_VERSION, PanicReport, Terms};
 pub use secret::Secret;
 pub use transport::{Client, Connection, Connector, Listener, PeerCredentials, RemotePeer, Server};

@@ -7,12 +7,19 @@
 //! 1. the worker sends [`FrameKind::Hello`] with a bincode [`Hello`] (protocol
 //!    version, its pid and the one-time secret it was given);
 //! 2. the host answers [`FrameKind::Welcome`] or closes the connection;
-//! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`]; the worker
-//!    answers each with exactly one of [`FrameKind::Reply`],
-//!    [`FrameKind::NoReply`], [`FrameKind::JobFailed`] or (for one-way jobs)
-//!    [`FrameKind::Ack`];
-//! 4. the host may send [`FrameKind::Shutdown`], after which the worker's
-//!    receiver ends.
+//! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`] /
+//!    [`FrameKind::StreamJob`]; the worker answers each with exactly one of
+//!    [`FrameKind::Reply`], [`FrameKind::Failed`], [`FrameKind::NoReply`],
+//!    [`FrameKind::JobFailed`], [`FrameKind::Panicked`], (for one-way jobs)
+//!    [`FrameKind::Ack`] or (for stream jobs, after any number of
+//!    [`FrameKind::Item`]s within the credit the host grants with
+//!    [`FrameKind::Credit`]) [`FrameKind::StreamEnd`]; the host may
+//!    [`FrameKind::Cancel`] a stream job;
+//! 4. the host may send [`FrameKind::Ping`] (answered by [`FrameKind::Pong`]
+//!    when the worker next looks for a job) and [`FrameKind::Shutdown`],
+//!    after which the worker's receiver ends;
+//! 5. the worker's last frame is [`FrameKind::Leaving`], saying how many jobs
+//!    its code took, so the host can give the others to another worker.
 //!
 //! A remote worker (one the host did not spawn, over a network) sends the
 //! same `Hello` with an all-zero secret: its identity is its certificate,
@@ -29,7 +36,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; a worker built against another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Environment variable holding the path of the host's socket.
 pub const ENV_SOCKET: &str = "IPC2_SOCKET";
@@ -37,6 +44,10 @@ pub const ENV_SOCKET: &str = "IPC2_SOCKET";
 pub const ENV_SECRET: &str = "IPC2_SECRET";
 /// Environment variable holding the maximum frame length both sides enforce.
 pub const ENV_MAX_FRAME_LENGTH: &str = "IPC2_MAX_FRAME_LENGTH";
+/// Environment variable naming the worker role of a self-executing host (a
+/// host whose own executable serves as its worker). Set only for those
+/// spawns; a worker checks it first thing in `main`.
+pub const ENV_ROLE: &str = "IPC2_ROLE";
 
 /// Maximum length of a frame before the handshake has succeeded: a stranger
 /// cannot make the host buffer more than this.
@@ -54,6 +65,21 @@ pub enum FrameKind {
     Welcome = 0x03,
     /// Host → worker: finish up; no more jobs will come.
     Shutdown = 0x04,
+    /// Host → worker: answer with [`FrameKind::Pong`] (same id) when you
+    /// next look for a job. Sent after a job panicked, to learn whether the
+    /// worker survived before giving it more work.
+    Ping = 0x05,
+    /// Host → worker: a job answered by a stream of [`FrameKind::Item`]s,
+    /// then [`FrameKind::StreamEnd`] (or one of the other answers). Payload:
+    /// the message. The worker may send only as many items as the host has
+    /// granted with [`FrameKind::Credit`].
+    StreamJob = 0x06,
+    /// Host → worker: the caller made room for more items of stream job
+    /// `id`. Payload: how many, a big-endian `u32`.
+    Credit = 0x07,
+    /// Host → worker: the caller of stream job `id` is gone; stop producing
+    /// and end the job.
+    Cancel = 0x08,
     /// Host → worker: the host is alive (remote workers only). No payload.
     HostHeartbeat = 0x0f,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
@@ -67,6 +93,22 @@ pub enum FrameKind {
     JobFailed = 0x13,
     /// Worker → host: one-way job `id` was handed to the worker's code.
     Ack = 0x14,
+    /// Worker → host: the handler of job `id` panicked. Payload: a bincode
+    /// [`PanicReport`].
+    Panicked = 0x15,
+    /// Worker → host: the worker's receiver is gone (its loop ended, or a
+    /// panic is unwinding through it); no more jobs will be taken. Payload: a
+    /// bincode [`Leaving`]. Always the last frame of a connection.
+    Leaving = 0x16,
+    /// Worker → host: the answer to [`FrameKind::Ping`] `id`.
+    Pong = 0x17,
+    /// Worker → host: the worker's code failed job `id` (an application
+    /// failure, not a crash). Payload: the reason, UTF-8.
+    Failed = 0x18,
+    /// Worker → host: one item of stream job `id`. Payload: the message.
+    Item = 0x19,
+    /// Worker → host: stream job `id` ended normally after its items.
+    StreamEnd = 0x1a,
     /// Worker → host: the worker is alive (remote workers only). No payload.
     WorkerHeartbeat = 0x2f,
 }
@@ -79,12 +121,22 @@ impl FrameKind {
             0x02 => Self::OneWayJob,
             0x03 => Self::Welcome,
             0x04 => Self::Shutdown,
+            0x05 => Self::Ping,
+            0x06 => Self::StreamJob,
+            0x07 => Self::Credit,
+            0x08 => Self::Cancel,
             0x0f => Self::HostHeartbeat,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
             0x13 => Self::JobFailed,
             0x14 => Self::Ack,
+            0x15 => Self::Panicked,
+            0x16 => Self::Leaving,
+            0x17 => Self::Pong,
+            0x18 => Self::Failed,
+            0x19 => Self::Item,
+            0x1a => Self::StreamEnd,
             0x2f => Self::WorkerHeartbeat,
             _ => return None,
         })
@@ -111,6 +163,44 @@ pub struct Hello {
     pub pid: u32,
     /// The one-time secret from [`ENV_SECRET`].
     pub secret: [u8; 32],
+}
+
+/// Longest panic message a worker sends; longer ones are cut (at a character
+/// boundary) so a report always fits a frame.
+pub const MAX_PANIC_MESSAGE: usize = 4096;
+
+/// What a worker reports when a job's handler panicked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PanicReport {
+    /// The panic's message (its payload, when that is a string).
+    pub message: String,
+    /// Where it panicked, as `file:line:column`, when known.
+    pub location: Option<String>,
+}
+
+/// A worker's farewell: the last frame it sends.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Leaving {
+    /// Jobs its code took (`Job` and `OneWayJob` frames handled, in the
+    /// order they were sent); any job sent after those was never started.
+    pub yielded: u64,
+    /// Whether a panic is taking the worker down.
+    pub panicking: bool,
+}
+
+/// Longest failure reason a worker sends with [`FrameKind::Failed`]; longer
+/// ones are cut (at a character boundary).
+pub const MAX_FAIL_REASON: usize = 64 * 1024;
+
+/// Encodes a [`FrameKind::Credit`] payload.
+pub fn credit_payload(items: u32) -> [u8; 4] {
+    items.to_be_bytes()
+}
+
+/// Decodes a [`FrameKind::Credit`] payload; `None` if it is not exactly a
+/// `u32`.
+pub fn parse_credit(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(payload.try_into().ok()?))
 }
 
 /// What a host tells a remote worker in the payload of its `Welcome` (a

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::io;
 
+use subtle::ConstantTimeEq;
+
 /// Bytes in a secret.
 pub const SECRET_LEN: usize = 32;
 
@@ -53,13 +55,9 @@ impl Secret {
         Some(Self(bytes))
     }
 
-    /// Constant-time comparison.
+    /// Constant-time comparison: takes as long whichever bytes differ.
     pub fn matches(&self, other: &[u8; SECRET_LEN]) -> bool {
-        self.0
-            .iter()
-            .zip(other.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.0[..].ct_eq(&other[..]).into()
     }
 }
 
@@ -80,6 +78,12 @@ mod tests {
         assert!(secret.matches(parsed.as_bytes()));
         let other = Secret::generate().unwrap();
         assert!(!secret.matches(other.as_bytes()));
+        // One differing bit, first or last, is a mismatch.
+        for index in [0, SECRET_LEN - 1] {
+            let mut near = *secret.as_bytes();
+            near[index] ^= 1;
+            assert!(!secret.matches(&near));
+        }
         assert!(Secret::from_hex("zz").is_none());
     }
 }

@@ -17,90 +17,65 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipc2_common::protocol::ENV_ROLE;
 use ipc2_common::{DEFAULT_MAX_FRAME_LENGTH, Heartbeat, Listener, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::config::{Config, RestartPolicy};
+pub use crate::config::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEDICATED_IO_THREAD,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_RESTART_FAILURES, DEFAULT_RESTART_WINDOW, DEFAULT_ROLE,
+    DEFAULT_STREAM_WINDOW, MAX_PENDING_HANDSHAKES,
+};
 use crate::dispatch::Dispatch;
 use crate::error::Error;
 use crate::gate::{Gate, Route};
 use crate::io_thread::IoRuntime;
 use crate::remote;
+use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
 use crate::supervisor::supervise;
-use crate::workerset::{Inner, Shared, WorkerSet};
+use crate::workerset::{Inner, WorkerSet};
 
-/// Default time a spawned worker has to connect and pass its handshake.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a connection has to send its handshake after connecting.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whether a pool's own tasks run on a dedicated thread by default.
-pub const DEFAULT_DEDICATED_IO_THREAD: bool = false;
-/// Connections that may be waiting for their handshake at once; past that
-/// the oldest is dropped, so silent strangers cannot use up the host's file
-/// descriptors.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
-/// Default restart limit: a slot gives up after more than this many failed
-/// starts within [`DEFAULT_RESTART_WINDOW`].
-pub const DEFAULT_MAX_RESTART_FAILURES: u32 = 5;
-/// Default window of the restart limit.
-pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
-/// Default first pause after a failed start; it doubles per failure.
-pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
-/// Default longest pause between failed starts.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// When a slot stops restarting, and how long it waits between tries.
-#[derive(Clone, Debug)]
-pub(crate) struct RestartPolicy {
-    pub(crate) max_failures: u32,
-    pub(crate) window: Duration,
-    pub(crate) backoff_min: Duration,
-    pub(crate) backoff_max: Duration,
-}
-
-impl RestartPolicy {
-    /// Pause after the `failures`-th failure in the window: exponential, with
-    /// jitter of ±50% so that slots failing together do not retry together.
-    pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        let base = self
-            .backoff_min
-            .saturating_mul(1u32 << exponent)
-            .min(self.backoff_max);
-        let mut random = [0u8; 2];
-        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
-        let factor = 0.5 + f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX);
-        base.mul_f64(factor)
+impl<S, W, H> WorkerSet<S, W, H> {
+    /// A builder for a new set. The worker must be named: a binary with
+    /// [`WorkerSetBuilder::worker_path`], or this very executable with
+    /// [`WorkerSetBuilder::self_exec`].
+    pub fn builder() -> WorkerSetBuilder<S, W, H> {
+        WorkerSetBuilder::default()
     }
 }
 
-/// Settings of a set, fixed at `finish()`.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) worker_count: usize,
-    pub(crate) worker_path: PathBuf,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) envs: Vec<(OsString, OsString)>,
-    pub(crate) max_frame_length: usize,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) socket_parent: PathBuf,
-    pub(crate) job_timeout: Option<Duration>,
-    pub(crate) kill_on_timeout: bool,
-    pub(crate) max_attempts: u32,
-    pub(crate) max_jobs_per_worker: Option<u64>,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) capture_output: bool,
-    pub(crate) max_in_flight: usize,
-    pub(crate) queue_capacity: Option<usize>,
-    pub(crate) dedicated_io_thread: bool,
-    pub(crate) remote_slots: usize,
-    pub(crate) heartbeat: Heartbeat,
-    pub(crate) wait_for_remote: usize,
+/// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
+#[must_use = "a builder does nothing until `.finish().await`"]
+pub struct WorkerSetBuilder<S, W, H> {
+    worker_count: Option<usize>,
+    worker_path: Option<PathBuf>,
+    role: Option<String>,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    max_frame_length: usize,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+    socket_parent: Option<PathBuf>,
+    job_timeout: Option<Duration>,
+    kill_on_timeout: bool,
+    max_attempts: u32,
+    max_jobs_per_worker: Option<u64>,
+    restart: RestartPolicy,
+    capture_output: bool,
+    max_in_flight: usize,
+    queue_capacity: Option<usize>,
+    stream_window: u32,
+    dedicated_io_thread: bool,
+    remote: Option<RemoteSetup>,
+    heartbeat: Heartbeat,
+    wait_for_remote: usize,
+    _types: PhantomData<fn(H) -> (S, W)>,
 }
 
 /// The accept loop of remote workers, type-erased so that the builder does
@@ -121,30 +96,25 @@ impl fmt::Debug for RemoteSetup {
     }
 }
 
-/// Builds a [`WorkerSet`]; get one from [`WorkerSet::builder`].
-#[must_use = "a builder does nothing until `.finish().await`"]
-pub struct WorkerSetBuilder<S, W, H> {
-    worker_count: Option<usize>,
-    worker_path: Option<PathBuf>,
-    args: Vec<OsString>,
-    envs: Vec<(OsString, OsString)>,
-    max_frame_length: usize,
-    connect_timeout: Duration,
-    handshake_timeout: Duration,
-    socket_parent: Option<PathBuf>,
-    job_timeout: Option<Duration>,
-    kill_on_timeout: bool,
-    max_attempts: u32,
-    max_jobs_per_worker: Option<u64>,
-    restart: RestartPolicy,
-    capture_output: bool,
-    max_in_flight: usize,
-    queue_capacity: Option<usize>,
-    dedicated_io_thread: bool,
-    remote: Option<RemoteSetup>,
-    heartbeat: Heartbeat,
-    wait_for_remote: usize,
-    _types: PhantomData<fn(H) -> (S, W)>,
+/// Shows the settings given so far (message types need not implement
+/// `Debug`).
+impl<S, W, H> std::fmt::Debug for WorkerSetBuilder<S, W, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSetBuilder")
+            .field("worker_count", &self.worker_count)
+            .field("worker_path", &self.worker_path)
+            .field("self_exec_role", &self.role)
+            .field("args", &self.args)
+            .field("envs", &self.envs)
+            .field("max_frame_length", &self.max_frame_length)
+            .field("job_timeout", &self.job_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_in_flight_per_worker", &self.max_in_flight)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("remote_workers", &self.remote)
+            .field("heartbeat", &self.heartbeat)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
@@ -152,6 +122,7 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
         Self {
             worker_count: None,
             worker_path: None,
+            role: None,
             args: Vec::new(),
             envs: Vec::new(),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -171,6 +142,7 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             capture_output: false,
             max_in_flight: 1,
             queue_capacity: None,
+            stream_window: DEFAULT_STREAM_WINDOW,
             dedicated_io_thread: DEFAULT_DEDICATED_IO_THREAD,
             remote: None,
             heartbeat: Heartbeat::default(),
@@ -191,6 +163,28 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     /// against the host's current directory.
     pub fn worker_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.worker_path = Some(path.into());
+        self
+    }
+
+    /// Runs this very executable as the worker (self-exec): one binary is
+    /// both host and worker. The worker's `main` must call
+    /// `ipc2_worker::run_if_worker` first thing: in a worker process it runs
+    /// the worker and exits, so the host's own code (command-line parsing,
+    /// building a pool) never runs there. Workers get no command-line
+    /// arguments (add some with [`arg`](Self::arg) if yours need them), and
+    /// the role `"worker"` in their environment.
+    ///
+    /// On Linux the executable is started through `/proc/self/exe`, so it
+    /// is the same program even if its file is replaced or moved meanwhile.
+    pub fn self_exec(self) -> Self {
+        self.self_exec_role(DEFAULT_ROLE)
+    }
+
+    /// Like [`self_exec`](Self::self_exec), with a role of your choosing, so
+    /// that one executable can serve several kinds of workers: the worker
+    /// reads it with `ipc2_worker::worker_role()`.
+    pub fn self_exec_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
         self
     }
 
@@ -331,6 +325,16 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
+    /// How many items of a stream job
+    /// ([`send_stream`](WorkerSet::send_stream)) a worker may send ahead of
+    /// the caller: the most that waits in the host's memory per stream. The
+    /// worker waits when it is that far ahead. Default:
+    /// [`DEFAULT_STREAM_WINDOW`] (16).
+    pub fn stream_window(mut self, items: u32) -> Self {
+        self.stream_window = items.max(1);
+        self
+    }
+
     /// Run the pool's own tasks (accept loop, one reader and one writer per
     /// worker) on a dedicated thread with a current-thread runtime, rather
     /// than on the runtime that calls `finish()`. Default:
@@ -345,18 +349,18 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     /// dial in through `listener` (for TLS over TCP,
     /// `ipc2_tls::TlsListener`), alongside the
     /// [`worker_count`](Self::worker_count) workers the set spawns (set that
-    /// to 0 for remote workers only). They serve the same jobs. The set
-    /// never starts, restarts or kills them: their platform does, and they
-    /// reconnect on their own. When one's connection is lost (closed, reset,
-    /// or silent past the [`heartbeat`](Self::heartbeat) timeout) the jobs
-    /// it held fail with [`Error::WorkerLost`] naming its address, or are
-    /// retried under [`max_attempts`](Self::max_attempts). A remote worker
-    /// whose job times out is not disconnected (it cannot be killed from
-    /// here): the job fails with `Timeout { killed: false }` and the worker
-    /// takes no new job until it answers. While no worker can serve (every
-    /// remote slot vacant, no spawned worker), sends fail at once with
-    /// [`Error::NoWorkers`]. The listener must have been created inside a
-    /// tokio runtime.
+    /// to 0 for remote workers only; no worker binary need be named then).
+    /// They serve the same jobs. The set never starts, restarts or kills
+    /// them: their platform does, and they reconnect on their own. When
+    /// one's connection is lost (closed, reset, or silent past the
+    /// [`heartbeat`](Self::heartbeat) timeout) the jobs it held fail with
+    /// [`Error::WorkerLost`] naming its address, or are retried under
+    /// [`max_attempts`](Self::max_attempts). A remote worker whose job times
+    /// out is not disconnected (it cannot be killed from here): the job fails
+    /// with `Timeout { killed: false }` and the worker takes no new job until
+    /// it answers. While no worker can serve (every remote slot vacant, no
+    /// spawned worker), sends fail at once with [`Error::NoWorkers`]. The
+    /// listener must have been created inside a tokio runtime.
     pub fn remote_workers<L: Listener>(mut self, listener: L, slots: usize) -> Self {
         let accept: AcceptLoop =
             Box::new(move |gate: Arc<Gate>| Box::pin(gate.run(listener, Route::Remote)));
@@ -368,19 +372,23 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     /// heartbeat (`interval`), and how long either waits without hearing a
     /// byte before it drops the connection (`timeout`): a pulled cable, a
     /// half-open connection or a frozen peer is noticed within `timeout`.
-    /// Remote workers learn both in their handshake. Default: 1 s and 5 s.
-    /// Spawned workers need none: the host learns of their death from the
-    /// kernel.
+    /// Remote workers learn both in their handshake. Default:
+    /// [`DEFAULT_HEARTBEAT_INTERVAL`](ipc2_common::liveness::DEFAULT_HEARTBEAT_INTERVAL)
+    /// (1 s) and
+    /// [`DEFAULT_HEARTBEAT_TIMEOUT`](ipc2_common::liveness::DEFAULT_HEARTBEAT_TIMEOUT)
+    /// (5 s). Spawned workers need none: the host learns of their death from
+    /// the kernel.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
         self.heartbeat = Heartbeat {
-            interval: interval.max(Duration::from_millis(1)),
+            interval,
             timeout: timeout.max(interval),
         };
         self
     }
 
     /// Makes [`finish`](WorkerSetBuilder::finish) wait until this many
-    /// remote workers have joined (within `connect_timeout`), or fail with
+    /// remote workers take jobs (within `connect_timeout`), or fail with
     /// [`Error::RemoteJoinTimeout`]. Default: 0 (remote workers join
     /// whenever they come).
     pub fn wait_for_remote_workers(mut self, count: usize) -> Self {
@@ -391,11 +399,31 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
     fn config(self) -> Result<(Config, Option<RemoteSetup>), Error> {
         let worker_count = self.worker_count.unwrap_or_else(num_cpus::get);
         let remote_slots = self.remote.as_ref().map_or(0, |remote| remote.slots);
-        let worker_path = match (self.worker_path, worker_count) {
-            (Some(path), _) => path,
-            (None, 0) => PathBuf::new(),
-            (None, _) => return Err(Error::Config("worker_path is required")),
+        let worker_path = match (self.worker_path, &self.role) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "worker_path and self_exec both name the worker; keep one",
+                ));
+            }
+            (Some(path), None) => path,
+            (None, Some(_)) => self_executable(),
+            // Remote workers only: nothing is spawned.
+            (None, None) if worker_count == 0 => PathBuf::new(),
+            (None, None) => {
+                return Err(Error::Config(
+                    "no worker named: give worker_path(..), or self_exec() to run this executable",
+                ));
+            }
         };
+        if self.role.is_some() && std::env::var_os(ENV_ROLE).is_some() {
+            // This process is itself a self-exec worker that went on to run
+            // the host's code: starting workers from here would start
+            // workers without end.
+            return Err(Error::Config(
+                "this process is a self-exec worker (IPC2_ROLE is set) but is starting a pool of \
+                 its own; call ipc2_worker::run_if_worker(..) first thing in main",
+            ));
+        }
         if worker_count == 0 && remote_slots == 0 {
             return Err(Error::Config(
                 "worker_count must be at least 1 (or remote_workers be given slots)",
@@ -414,6 +442,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         let config = Config {
             worker_count,
             worker_path,
+            role: self.role,
             args: self.args,
             envs: self.envs,
             max_frame_length: self.max_frame_length,
@@ -428,6 +457,7 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             capture_output: self.capture_output,
             max_in_flight: self.max_in_flight,
             queue_capacity: self.queue_capacity,
+            stream_window: self.stream_window,
             dedicated_io_thread: self.dedicated_io_thread,
             remote_slots,
             heartbeat: self.heartbeat,
@@ -435,6 +465,17 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         };
         Ok((config, self.remote))
     }
+}
+
+/// This executable, as a path that names the same program even if its
+/// file is replaced or moved while the pool runs (Linux), or as the path
+/// it was started from.
+fn self_executable() -> PathBuf {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        return proc_self;
+    }
+    std::env::current_exe().unwrap_or(proc_self)
 }
 
 impl<S, W, H> WorkerSetBuilder<S, W, H>

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc2_common::codec::encode_raw_frame;
-use ipc2_common::protocol::FrameKind;
-use ipc2_common::{Outbox, RemotePeer};
+use ipc2_common::protocol::{FrameKind, credit_payload};
+use ipc2_common::{Frame, Outbox, RemotePeer};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -28,12 +28,23 @@ use crate::error::Error;
 use crate::responder::Responder;
 use crate::stats::{WorkerState, WorkerStats};
 
+/// What a job expects from its worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// One reply.
+    Reply,
+    /// No reply; an acknowledgement that the worker's code took it.
+    OneWay,
+    /// A stream of items, then an end.
+    Stream,
+}
+
 /// A job on its way to a worker: already encoded (so it can be sent again
 /// after a worker death without re-encoding), with the caller's channel.
 pub(crate) struct Job {
     pub(crate) id: u64,
     pub(crate) frame: Bytes,
-    pub(crate) one_way: bool,
+    pub(crate) kind: JobKind,
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
     pub(crate) attempts: u32,
@@ -51,6 +62,10 @@ pub(crate) struct Job {
 pub(crate) struct InFlight {
     pub(crate) job: Job,
     pub(crate) deadline: Option<Instant>,
+    /// Its place among the jobs sent to this worker process (0 for the
+    /// first): a worker that leaves says how many it took, so the rest are
+    /// known never to have started.
+    seq: u64,
 }
 
 /// What the worker's supervisor should do after jobs completed.
@@ -103,6 +118,9 @@ impl std::hash::Hasher for JobIdHasher {
 type JobTable = HashMap<u64, InFlight, std::hash::BuildHasherDefault<JobIdHasher>>;
 
 struct LiveWorker {
+    /// Its slot and process, to name in what reaches callers directly.
+    slot: usize,
+    pid: u32,
     outbox: Outbox,
     in_flight: JobTable,
     /// Jobs that timed out without the worker being killed: their callers
@@ -117,6 +135,9 @@ struct LiveWorker {
     /// Cleared once the worker is doomed (dead, killed, retiring for good):
     /// no new job is routed to it, though its answers are still read.
     accepting: bool,
+    /// Set while it is unknown whether the worker survived a job's panic: it
+    /// gets no new job until it answers the host's ping (or dies).
+    suspended: bool,
 }
 
 struct Slot {
@@ -276,6 +297,17 @@ impl Dispatch {
         0
     }
 
+    /// Gives `worker` queued jobs while it has room, if the set still runs
+    /// jobs; returns the queue places freed.
+    fn refill(&self, phase: Phase, queue: &mut VecDeque<Job>, worker: &mut LiveWorker) -> usize {
+        match phase {
+            Phase::Open | Phase::Draining => {
+                worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker)
+            }
+            Phase::Stopping | Phase::Closed => 0,
+        }
+    }
+
     /// A worker passed its handshake: route jobs to it from now on.
     pub(crate) fn worker_ready(&self, slot: usize, pid: u32, outbox: Outbox, wake: Arc<Notify>) {
         let mut state = self.lock();
@@ -289,6 +321,8 @@ impl Dispatch {
             return;
         };
         let mut worker = LiveWorker {
+            slot,
+            pid,
             outbox,
             in_flight: JobTable::default(),
             abandoned: Vec::new(),
@@ -296,11 +330,9 @@ impl Dispatch {
             with_deadline: 0,
             wake,
             accepting: true,
+            suspended: false,
         };
-        let mut freed = 0;
-        if matches!(phase, Phase::Open | Phase::Draining) {
-            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
-        }
+        let freed = self.refill(*phase, queue, &mut worker);
         entry.state = WorkerState::Serving;
         entry.pid = Some(pid);
         entry.live = Some(worker);
@@ -355,10 +387,7 @@ impl Dispatch {
             entry.jobs_done += 1;
             done.push(job);
         }
-        let mut freed = 0;
-        if matches!(phase, Phase::Open | Phase::Draining) {
-            freed = worker.fill(queue, self.max_in_flight, self.max_jobs_per_worker);
-        }
+        let freed = self.refill(*phase, queue, &mut worker);
         let retire = worker.busy() == 0
             && self
                 .max_jobs_per_worker
@@ -379,6 +408,28 @@ impl Dispatch {
             next_deadline,
             retire,
         }
+    }
+
+    /// Hands stream items from worker `slot` to their callers, in order,
+    /// under one lock. Returns whether an item named a job the worker does
+    /// not hold as a stream (a protocol violation), ignoring late items of
+    /// jobs that timed out.
+    pub(crate) fn items(&self, slot: usize, items: impl IntoIterator<Item = Frame>) -> bool {
+        let state = self.lock();
+        let Some(worker) = state.slots.get(slot).and_then(|s| s.live.as_ref()) else {
+            return true;
+        };
+        let mut unknown = false;
+        for item in items {
+            match worker.in_flight.get(&item.id) {
+                Some(held) => match held.job.reply.as_stream() {
+                    Some(stream) => stream.push(item.payload),
+                    None => unknown = true,
+                },
+                None => unknown |= !worker.abandoned.contains(&item.id),
+            }
+        }
+        unknown
     }
 
     /// Takes the jobs of worker `slot` whose deadline has passed. Returns
@@ -421,6 +472,62 @@ impl Dispatch {
         if let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) {
             worker.accepting = false;
         }
+    }
+
+    /// A job of worker `slot` panicked: give it nothing new until
+    /// [`resume`](Self::resume) (it answered a ping, so it survived).
+    pub(crate) fn suspend(&self, slot: usize) {
+        let mut state = self.lock();
+        if let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) {
+            worker.suspended = true;
+        }
+    }
+
+    /// Worker `slot` survived its job's panic: route to it again, starting
+    /// with the jobs that queued meanwhile.
+    pub(crate) fn resume(&self, slot: usize) {
+        let mut state = self.lock();
+        let State {
+            phase,
+            queue,
+            slots,
+            ..
+        } = &mut *state;
+        let Some(worker) = slots.get_mut(slot).and_then(|s| s.live.as_mut()) else {
+            return;
+        };
+        worker.suspended = false;
+        let freed = self.refill(*phase, queue, worker);
+        drop(state);
+        self.free_places(freed);
+    }
+
+    /// Worker `slot` is leaving, having taken the first `yielded` jobs sent
+    /// to it: route nothing more to it, and take back the jobs sent after
+    /// those, which it never started. Those whose encoded frame was kept
+    /// (retries are on) are returned, their attempt undone, to be given to
+    /// another worker; the others stay with the worker and share its fate.
+    pub(crate) fn leaving(&self, slot: usize, yielded: u64) -> Vec<Job> {
+        let mut state = self.lock();
+        let Some(worker) = state.slots.get_mut(slot).and_then(|s| s.live.as_mut()) else {
+            return Vec::new();
+        };
+        worker.accepting = false;
+        let unstarted: Vec<u64> = worker
+            .in_flight
+            .iter()
+            .filter(|(_, held)| held.seq >= yielded && held.job.keep_frame)
+            .map(|(id, _)| *id)
+            .collect();
+        unstarted
+            .into_iter()
+            .filter_map(|id| worker.take(id))
+            .map(|held| {
+                let mut job = held.job;
+                job.attempts = job.attempts.saturating_sub(1);
+                job
+            })
+            .collect()
     }
 
     /// The earliest deadline among the jobs worker `slot` holds.
@@ -661,7 +768,10 @@ impl LiveWorker {
     }
 
     fn has_room(&self, max_in_flight: usize, max_jobs: Option<u64>) -> bool {
-        self.accepting && self.busy() < max_in_flight && max_jobs.is_none_or(|max| self.given < max)
+        self.accepting
+            && !self.suspended
+            && self.busy() < max_in_flight
+            && max_jobs.is_none_or(|max| self.given < max)
     }
 
     /// Sends `job` to this worker; gives it back if the connection is gone.
@@ -674,14 +784,24 @@ impl LiveWorker {
             job.frame = frame;
             return Err(job);
         }
+        if let Some(stream) = job.reply.as_stream() {
+            // The worker may send a window of items before it hears more.
+            stream.attach(self.outbox.clone(), job.id, self.slot, self.pid);
+            let credit = credit_payload(stream.window());
+            if let Ok(frame) = encode_raw_frame(FrameKind::Credit, job.id, &credit, usize::MAX) {
+                let _ = self.outbox.send(frame);
+            }
+        }
         job.attempts += 1;
+        let seq = self.given;
         self.given += 1;
         let deadline = job.timeout.map(|timeout| Instant::now() + timeout);
         if deadline.is_some() {
             self.with_deadline += 1;
             self.wake.notify_one();
         }
-        self.in_flight.insert(job.id, InFlight { job, deadline });
+        self.in_flight
+            .insert(job.id, InFlight { job, deadline, seq });
         Ok(())
     }
 

@@ -194,6 +194,38 @@ pub enum Error {
         source: Arc<CodecError>,
     },
 
+    /// The worker's code failed the job with a reason of the application's
+    /// (`tx.fail(reason)` in the worker): the job ran and was refused, not
+    /// crashed. The worker goes on serving.
+    #[error("worker {worker} (pid {pid}) failed this job: {message}")]
+    App {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The reason the worker gave.
+        message: String,
+    },
+
+    /// The job's handler panicked in the worker. If the panic ended the
+    /// worker process, it is being replaced (at once: a job's panic never
+    /// counts against the restart limit); otherwise it keeps serving.
+    #[error(
+        "worker {worker} (pid {pid}) panicked while running this job{}: {message}; the job \
+         failed, the pool goes on",
+        location.as_deref().map(|at| format!(" at {at}")).unwrap_or_default()
+    )]
+    Panicked {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id.
+        pid: u32,
+        /// The panic's message.
+        message: String,
+        /// Where it panicked (`file:line:column`), when the worker knew.
+        location: Option<String>,
+    },
+
     /// The worker dropped the job's reply sender without replying.
     #[error(
         "worker {worker} (pid {pid}) dropped this job's reply sender without replying; make the \

@@ -11,7 +11,8 @@
 //! 3. present a one-time secret the set is waiting for.
 //!
 //! Anything else closes the connection and leaves the pool untouched. At
-//! most [`MAX_PENDING_HANDSHAKES`](crate::builder::MAX_PENDING_HANDSHAKES) connections wait for their handshake at once; past
+//! most [`MAX_PENDING_HANDSHAKES`](crate::config::MAX_PENDING_HANDSHAKES)
+//! connections wait for their handshake at once; past
 //! that the oldest is dropped, so a flood of silent strangers cannot use up
 //! the host's file descriptors (a real worker speaks within moments of
 //! connecting, so it is never the oldest for long). A connection that passes
@@ -39,7 +40,7 @@ use ipc2_common::{
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
-use crate::builder::MAX_PENDING_HANDSHAKES as MAX_PENDING;
+use crate::config::MAX_PENDING_HANDSHAKES as MAX_PENDING;
 
 /// A connection that passed the gate.
 pub(crate) struct Admitted {

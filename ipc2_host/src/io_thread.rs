@@ -20,18 +20,15 @@
 
 use std::io;
 
+use ipc2_common::runtime_thread::RuntimeThread;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 
 /// The runtime a pool's tasks run on.
 pub(crate) enum IoRuntime {
     /// The runtime that built the pool.
     Caller(Handle),
     /// A thread of the pool's own, stopped when this value drops.
-    Dedicated {
-        handle: Handle,
-        stop: Option<oneshot::Sender<()>>,
-    },
+    Dedicated(RuntimeThread),
 }
 
 impl IoRuntime {
@@ -41,42 +38,21 @@ impl IoRuntime {
     }
 
     /// Starts a thread running a current-thread runtime until this value
-    /// drops; whatever the pool left on it is dropped then.
+    /// drops, with the caller's `tracing` subscriber; whatever the pool left
+    /// on it is dropped then.
     pub(crate) fn dedicated() -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
         let subscriber = tracing::dispatcher::get_default(Clone::clone);
-        std::thread::Builder::new()
-            .name("ipc2-io".into())
-            .spawn(move || {
-                let _subscriber = tracing::dispatcher::set_default(&subscriber);
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
-        Ok(Self::Dedicated {
-            handle,
-            stop: Some(stop),
+        RuntimeThread::start("ipc2-io", move || {
+            tracing::dispatcher::set_default(&subscriber)
         })
+        .map(Self::Dedicated)
     }
 
     /// Where to spawn the pool's tasks.
     pub(crate) fn handle(&self) -> &Handle {
         match self {
-            Self::Caller(handle) | Self::Dedicated { handle, .. } => handle,
-        }
-    }
-}
-
-impl Drop for IoRuntime {
-    fn drop(&mut self) {
-        if let Self::Dedicated { stop, .. } = self
-            && let Some(stop) = stop.take()
-        {
-            let _ = stop.send(());
+            Self::Caller(handle) => handle,
+            Self::Dedicated(thread) => thread.handle(),
         }
     }
 }

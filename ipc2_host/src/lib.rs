@@ -19,8 +19,11 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - `config` (private): a set's settings and their defaults.
+//! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
+//! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
 //!   find their caller.
 //! - `supervisor` (private): the life of one worker slot: spawn, handshake,
@@ -38,15 +41,18 @@
 #![warn(missing_docs)]
 
 pub mod builder;
+mod config;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
 mod remote;
 mod responder;
+mod shared;
 mod socket_dir;
 mod spawner;
 pub mod stats;
+pub mod stream;
 mod supervisor;
 pub mod workerset;
 
@@ -54,4 +60,5 @@ pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
 pub use ipc2_common::{Heartbeat, RemotePeer};
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
-pub use workerset::WorkerSet;
+pub use stream::ReplyStream;
+pub use workerset::{Pool, WorkerSet};

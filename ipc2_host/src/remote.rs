@@ -30,9 +30,9 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::error::Error;
 use crate::gate::Admitted;
+use crate::shared::Shared;
 use crate::stats::WorkerState;
-use crate::supervisor::{End, Link, Watch, serve_link, settle};
-use crate::workerset::Shared;
+use crate::supervisor::{End, Link, Vigil, serve_link, settle};
 
 /// Runs remote slot `slot` until the set stops: waits for a worker, serves
 /// it, and waits again. Each worker that joins is reported on `joined`.
@@ -66,8 +66,8 @@ async fn serve(shared: &Shared, slot: usize, admitted: Admitted, joined: &mpsc::
     let Ok(welcome) = encode_frame(FrameKind::Welcome, 0, &terms, usize::MAX) else {
         return;
     };
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, admitted.writer));
+    let (outbox, outgoing) = Outbox::channel(admitted.writer);
+    tokio::spawn(write_frames(outgoing));
     let _ = outbox.send(welcome);
     let wake = Arc::new(Notify::new());
     shared.dispatch.set_peer(slot, peer.clone());
@@ -82,12 +82,12 @@ async fn serve(shared: &Shared, slot: usize, admitted: Admitted, joined: &mpsc::
         outbox,
         wake,
     };
-    let watch = Watch {
+    let vigil = Vigil {
         exited: std::future::pending(),
         kill_on_timeout: false,
         heartbeat: Some((config.heartbeat, heard)),
     };
-    let (end, _) = serve_link(shared, slot, pid, &mut link, watch).await;
+    let (end, _) = serve_link(shared, slot, pid, &mut link, vigil).await;
     shared.dispatch.stop_routing(slot);
     // Closing our side: the writer flushes and shuts the connection down.
     drop(link);

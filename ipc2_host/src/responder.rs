@@ -8,7 +8,9 @@
 //!
 //! A single `send` waits on a oneshot channel. A batch (`send_batch`) shares
 //! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
-//! caller is woken once, when the last one is in.
+//! caller is woken once, when the last one is in. A stream job
+//! (`send_stream`) delivers its items, then its outcome, to the caller's
+//! `ReplyStream`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 
 use crate::error::Error;
+use crate::stream::StreamShared;
 
 /// A worker's answer to a job, still encoded.
 pub(crate) struct Reply {
@@ -37,6 +40,7 @@ pub(crate) struct Responder(Option<Target>);
 enum Target {
     One(oneshot::Sender<Outcome>),
     Batch(Arc<Batch>, usize),
+    Stream(Arc<StreamShared>),
 }
 
 impl Responder {
@@ -46,6 +50,19 @@ impl Responder {
         (Self(Some(Target::One(sender))), receiver)
     }
 
+    /// A responder for a stream job's caller.
+    pub(crate) fn stream(shared: Arc<StreamShared>) -> Self {
+        Self(Some(Target::Stream(shared)))
+    }
+
+    /// The stream a stream job's items go to, if this is one.
+    pub(crate) fn as_stream(&self) -> Option<&Arc<StreamShared>> {
+        match &self.0 {
+            Some(Target::Stream(shared)) => Some(shared),
+            _ => None,
+        }
+    }
+
     /// Delivers the outcome. A caller that has gone away is not an error.
     pub(crate) fn send(mut self, outcome: Outcome) {
         match self.0.take() {
@@ -53,6 +70,7 @@ impl Responder {
                 let _ = sender.send(outcome);
             }
             Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
+            Some(Target::Stream(shared)) => shared.end(outcome),
             None => {}
         }
     }
@@ -62,6 +80,7 @@ impl Responder {
         match &self.0 {
             Some(Target::One(sender)) => sender.is_closed(),
             Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
+            Some(Target::Stream(shared)) => shared.is_closed(),
             None => true,
         }
     }
@@ -70,9 +89,11 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         // A dropped oneshot sender already tells its receiver; a batch slot
-        // must be filled or the batch would wait forever.
-        if let Some(Target::Batch(batch, index)) = self.0.take() {
-            batch.fill(index, Err(Error::Closed));
+        // or a stream must be ended or its caller would wait forever.
+        match self.0.take() {
+            Some(Target::Batch(batch, index)) => batch.fill(index, Err(Error::Closed)),
+            Some(Target::Stream(shared)) => shared.end(Err(Error::Closed)),
+            _ => {}
         }
     }
 }

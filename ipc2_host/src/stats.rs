@@ -71,6 +71,10 @@ pub struct FailureCounts {
     pub retries_exhausted: u64,
     /// [`Error::NoReply`].
     pub no_reply: u64,
+    /// [`Error::Panicked`].
+    pub panicked: u64,
+    /// [`Error::App`]: failed by the worker's code, with a reason.
+    pub app: u64,
     /// [`Error::Protocol`].
     pub protocol: u64,
     /// [`Error::Encode`], [`Error::Decode`] and [`Error::JobFailed`].
@@ -91,6 +95,8 @@ impl FailureCounts {
             + self.worker_lost
             + self.retries_exhausted
             + self.no_reply
+            + self.panicked
+            + self.app
             + self.protocol
             + self.codec
             + self.no_workers
@@ -137,6 +143,8 @@ pub(crate) struct Counters {
     worker_lost: AtomicU64,
     retries_exhausted: AtomicU64,
     no_reply: AtomicU64,
+    panicked: AtomicU64,
+    app: AtomicU64,
     protocol: AtomicU64,
     codec: AtomicU64,
     no_workers: AtomicU64,
@@ -154,6 +162,8 @@ impl Counters {
             Err(Error::WorkerLost { .. }) => &self.worker_lost,
             Err(Error::RetriesExhausted { .. }) => &self.retries_exhausted,
             Err(Error::NoReply { .. }) => &self.no_reply,
+            Err(Error::Panicked { .. }) => &self.panicked,
+            Err(Error::App { .. }) => &self.app,
             Err(Error::Protocol { .. }) => &self.protocol,
             Err(Error::Encode(_) | Error::Decode { .. } | Error::JobFailed { .. }) => &self.codec,
             Err(Error::NoWorkers { .. } | Error::QueueFull { .. }) => &self.no_workers,
@@ -175,6 +185,8 @@ impl Counters {
             worker_lost: load(&self.worker_lost),
             retries_exhausted: load(&self.retries_exhausted),
             no_reply: load(&self.no_reply),
+            panicked: load(&self.panicked),
+            app: load(&self.app),
             protocol: load(&self.protocol),
             codec: load(&self.codec),
             no_workers: load(&self.no_workers),

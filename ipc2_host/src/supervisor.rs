@@ -33,22 +33,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc2_common::codec::encode_raw_frame;
+use bytes::Bytes;
+use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::liveness::LastHeard;
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
-use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Heartbeat, Outbox, Secret};
+use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_ROLE, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::{
+    CodecError, Frame, FrameKind, FrameReader, Heartbeat, Leaving, Outbox, PanicReport, Secret,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::dispatch::InFlight;
+use crate::dispatch::{InFlight, JobKind};
 use crate::error::{Error, ExitInfo};
 use crate::responder::Reply;
+use crate::shared::Shared;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
-use crate::workerset::Shared;
 
 /// How long a worker whose connection closed gets to exit on its own before
 /// it is killed.
@@ -164,6 +167,12 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         .env(ENV_SECRET, secret.to_hex())
         .env(ENV_MAX_FRAME_LENGTH, config.max_frame_length.to_string())
         .stdin(std::process::Stdio::null());
+    // A role only for self-exec workers; never one inherited from a host
+    // that is itself a self-exec worker.
+    match &config.role {
+        Some(role) => command.env(ENV_ROLE, role),
+        None => command.env_remove(ENV_ROLE),
+    };
     if config.capture_output {
         command
             .stdout(std::process::Stdio::piped())
@@ -208,8 +217,8 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         });
     }
 
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, admitted.writer));
+    let (outbox, outgoing) = Outbox::channel(admitted.writer);
+    tokio::spawn(write_frames(outgoing));
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
         let _ = outbox.send(welcome);
     }
@@ -258,12 +267,12 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
         outbox,
         wake,
     };
-    let watch = Watch {
+    let vigil = Vigil {
         exited: process.wait(),
         kill_on_timeout: shared.config.kill_on_timeout,
         heartbeat: None,
     };
-    let (end, retiring) = serve_link(shared, slot, pid, &mut link, watch).await;
+    let (end, mut watch) = serve_link(shared, slot, pid, &mut link, vigil).await;
     let Link {
         mut reader, outbox, ..
     } = link;
@@ -276,7 +285,7 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             let _ = tokio::time::timeout(DRAIN_GRACE, async {
                 while let Ok(Some(frame)) = reader.next().await {
                     let ready = reader.take_ready(frame, &mut frames, ANSWER_BATCH);
-                    if answer(shared, slot, pid, ready, &mut done).is_err() {
+                    if answer(shared, slot, pid, ready, &mut done, &mut watch, &outbox).is_err() {
                         break;
                     }
                 }
@@ -294,6 +303,8 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
 
     let held = shared.dispatch.worker_gone(slot);
     let job_caused = !held.is_empty();
+    let died_of_a_job_panic =
+        watch.job_panicked && (watch.leaving_in_panic || status.code() == Some(PANIC_EXIT_CODE));
     for held in held {
         settle(shared, slot, pid, &end, held, |attempts| {
             died(slot, pid, status, attempts)
@@ -310,8 +321,12 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             tracing::info!(worker = slot, pid, %status, "worker killed after a timeout; restarting");
             None
         }
-        _ if retiring => {
+        _ if watch.retiring => {
             tracing::info!(worker = slot, pid, %status, "worker retired; replacing it");
+            None
+        }
+        _ if died_of_a_job_panic => {
+            tracing::warn!(worker = slot, pid, %status, "a job's panic ended the worker; restarting");
             None
         }
         _ if job_caused || shared.dispatch.stopping() => {
@@ -335,7 +350,7 @@ pub(crate) struct Link {
 }
 
 /// What a serving loop watches besides the connection.
-pub(crate) struct Watch<F> {
+pub(crate) struct Vigil<F> {
     /// Resolves if the worker's process exits (never, for a remote worker).
     pub(crate) exited: F,
     /// Whether a timed-out job ends the connection (its worker is then
@@ -348,30 +363,30 @@ pub(crate) struct Watch<F> {
 /// Serves jobs on `link` until it ends: reads the worker's answers and
 /// resolves their jobs, enforces job deadlines, asks the worker to retire
 /// after `max_jobs_per_worker` jobs, and (with a heartbeat) sends heartbeats
-/// and watches for silence. Returns why it ended, and whether the worker was
-/// retiring. The caller settles what the worker still holds.
+/// and watches for silence. Returns why it ended and what the worker said
+/// about itself; the caller settles what the worker still holds.
 pub(crate) async fn serve_link(
     shared: &Shared,
     slot: usize,
     pid: u32,
     link: &mut Link,
-    watch: Watch<impl Future<Output = ExitInfo>>,
-) -> (End, bool) {
+    vigil: Vigil<impl Future<Output = ExitInfo>>,
+) -> (End, Watch) {
     let Link {
         reader,
         outbox,
         wake,
     } = link;
-    let Watch {
+    let Vigil {
         exited,
         kill_on_timeout,
         heartbeat,
-    } = watch;
+    } = vigil;
     tokio::pin!(exited);
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
-    let mut retiring = false;
+    let mut watch = Watch::default();
     let mut frames = Vec::with_capacity(ANSWER_BATCH);
     let mut done = Vec::with_capacity(ANSWER_BATCH);
     let beat = heartbeat.as_ref().map(|(beat, _)| *beat);
@@ -421,10 +436,10 @@ pub(crate) async fn serve_link(
                             continue;
                         }
                     }
-                    match answer(shared, slot, pid, ready, &mut done) {
+                    match answer(shared, slot, pid, ready, &mut done, &mut watch, outbox) {
                         Ok(next) => {
-                            if next.retire && !retiring {
-                                retiring = true;
+                            if next.retire && !watch.retiring {
+                                watch.retiring = true;
                                 tracing::info!(worker = slot, pid, "worker reached max_jobs_per_worker; retiring it");
                                 if let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) {
                                     let _ = outbox.send(shutdown);
@@ -444,7 +459,7 @@ pub(crate) async fn serve_link(
             () = wake.notified() => rearm(timer.as_mut(), &mut armed, shared.dispatch.next_deadline(slot)),
         }
     };
-    (end, retiring)
+    (end, watch)
 }
 
 /// When the peer counts as silent unless it sends something first; far
@@ -476,60 +491,197 @@ struct Next {
     retire: bool,
 }
 
+/// What a worker process has said about itself, for routing and for the
+/// restart policy.
+#[derive(Default)]
+pub(crate) struct Watch {
+    /// It reached `max_jobs_per_worker` and was asked to exit.
+    retiring: bool,
+    /// One of its jobs panicked.
+    job_panicked: bool,
+    /// It said it was leaving because a panic was unwinding through its
+    /// loop: if it dies now, the job's panic killed it.
+    leaving_in_panic: bool,
+    /// The ping it was sent after its last job panic, while it gets no new
+    /// job; its pong means it survived.
+    ping: Option<u64>,
+    pings_sent: u64,
+}
+
+/// Exit code of a Rust program whose `main` panicked.
+const PANIC_EXIT_CODE: i32 = 101;
+
 /// Resolves the jobs a worker's frames answer (drained from `frames`),
 /// taking them from the routing table under one lock. `Err` if a frame
 /// breaks the protocol; the frames before it are still answered.
+///
+/// Frames that are not answers are dealt with first, so that no job is
+/// routed to a worker that just said it is leaving or whose job just
+/// panicked (it may be about to die): a `Panicked` answer suspends routing
+/// to the worker and pings it; its `Pong` resumes routing; `Leaving` stops
+/// routing for good and takes back the jobs it never started.
 fn answer(
     shared: &Shared,
     slot: usize,
     pid: u32,
     frames: &mut Vec<Frame>,
     done: &mut Vec<Option<InFlight>>,
+    watch: &mut Watch,
+    outbox: &Outbox,
 ) -> Result<Next, Arc<CodecError>> {
-    let completed = shared
-        .dispatch
-        .complete(slot, frames.iter().map(|frame| frame.id), done);
-    let mut violation = completed.unknown.then(|| {
-        Arc::new(CodecError::Malformed(
-            "answer for a job this worker does not hold",
-        ))
+    let mut leaving = None;
+    let mut pong = None;
+    let mut panicked = false;
+    let mut violation = None;
+    let items: Vec<Frame> = frames
+        .extract_if(.., |frame| frame.kind == FrameKind::Item)
+        .collect();
+    frames.retain(|frame| match frame.kind {
+        FrameKind::Leaving => {
+            match decode_message::<Leaving>(&frame.payload) {
+                Ok(farewell) => leaving = Some(farewell),
+                Err(error) => violation = Some(Arc::new(error)),
+            }
+            false
+        }
+        FrameKind::Pong => {
+            pong = Some(frame.id);
+            false
+        }
+        kind => {
+            panicked |= kind == FrameKind::Panicked;
+            true
+        }
     });
+    // Items before the answers: a stream's end follows its items.
+    if !items.is_empty() && shared.dispatch.items(slot, items) {
+        violation.get_or_insert_with(|| {
+            Arc::new(CodecError::Malformed(
+                "stream item for a job this worker does not hold as a stream",
+            ))
+        });
+    }
+    watch.job_panicked |= panicked;
+    if leaving.is_some() {
+        shared.dispatch.stop_routing(slot);
+    } else if panicked {
+        shared.dispatch.suspend(slot);
+        watch.pings_sent += 1;
+        watch.ping = Some(watch.pings_sent);
+        if let Ok(ping) = encode_raw_frame(FrameKind::Ping, watch.pings_sent, &[], usize::MAX) {
+            let _ = outbox.send(ping);
+        }
+    } else if pong.is_some() && pong == watch.ping {
+        watch.ping = None;
+        shared.dispatch.resume(slot);
+    }
+
+    let completed = match frames.is_empty() {
+        true => None,
+        false => Some(
+            shared
+                .dispatch
+                .complete(slot, frames.iter().map(|frame| frame.id), done),
+        ),
+    };
+    if completed
+        .as_ref()
+        .is_some_and(|completed| completed.unknown)
+    {
+        violation.get_or_insert_with(|| {
+            Arc::new(CodecError::Malformed(
+                "answer for a job this worker does not hold",
+            ))
+        });
+    }
     for (frame, held) in frames.drain(..).zip(done.drain(..)) {
         // A late answer to a job that already timed out: discard it.
         let Some(InFlight { job, .. }) = held else {
             continue;
         };
-        let outcome = match (frame.kind, job.one_way) {
-            (FrameKind::Reply, false) | (FrameKind::Ack, true) => Ok(Reply {
+        let ended = Reply {
+            worker: slot,
+            pid,
+            payload: Bytes::new(),
+        };
+        let outcome = match (frame.kind, job.kind) {
+            (FrameKind::Reply, JobKind::Reply) => Ok(Reply {
+                payload: frame.payload,
+                ..ended
+            }),
+            (FrameKind::Ack, JobKind::OneWay) | (FrameKind::StreamEnd, JobKind::Stream) => {
+                Ok(ended)
+            }
+            // A stream job answered with a single reply: a stream of one.
+            (FrameKind::Reply, JobKind::Stream) => {
+                if let Some(stream) = job.reply.as_stream() {
+                    stream.push(frame.payload);
+                }
+                Ok(ended)
+            }
+            (FrameKind::Failed, _) => Err(Error::App {
                 worker: slot,
                 pid,
-                payload: frame.payload,
+                message: String::from_utf8_lossy(&frame.payload).into_owned(),
             }),
-            (FrameKind::NoReply, false) => Err(Error::NoReply { worker: slot, pid }),
+            (FrameKind::NoReply, JobKind::Reply | JobKind::Stream) => {
+                Err(Error::NoReply { worker: slot, pid })
+            }
             (FrameKind::JobFailed, _) => Err(Error::JobFailed {
                 worker: slot,
                 pid,
                 reason: String::from_utf8_lossy(&frame.payload).into_owned(),
             }),
+            (FrameKind::Panicked, JobKind::Reply | JobKind::Stream) => {
+                match decode_message::<PanicReport>(&frame.payload) {
+                    Ok(report) => Err(Error::Panicked {
+                        worker: slot,
+                        pid,
+                        message: report.message,
+                        location: report.location,
+                    }),
+                    Err(error) => Err(protocol_error(slot, pid, Arc::new(error), &mut violation)),
+                }
+            }
             (kind, _) => {
                 let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
-                violation.get_or_insert_with(|| Arc::clone(&source));
-                Err(Error::Protocol {
-                    worker: slot,
-                    pid,
-                    source,
-                })
+                Err(protocol_error(slot, pid, source, &mut violation))
             }
         };
         job.reply.send(outcome);
     }
     frames.clear();
+    if let Some(farewell) = leaving {
+        watch.leaving_in_panic |= farewell.panicking;
+        for job in shared.dispatch.leaving(slot, farewell.yielded) {
+            shared.dispatch.requeue(job);
+        }
+    }
     match violation {
         Some(violation) => Err(violation),
         None => Ok(Next {
-            deadline: completed.next_deadline,
-            retire: completed.retire,
+            deadline: match &completed {
+                Some(completed) => completed.next_deadline,
+                None => shared.dispatch.next_deadline(slot),
+            },
+            retire: completed.is_some_and(|completed| completed.retire),
         }),
+    }
+}
+
+/// The error for a job whose answer broke the protocol; the first such
+/// violation is kept as the reason the worker is killed.
+fn protocol_error(
+    slot: usize,
+    pid: u32,
+    source: Arc<CodecError>,
+    violation: &mut Option<Arc<CodecError>>,
+) -> Error {
+    violation.get_or_insert_with(|| Arc::clone(&source));
+    Error::Protocol {
+        worker: slot,
+        pid,
+        source,
     }
 }
 

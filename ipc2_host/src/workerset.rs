@@ -11,8 +11,8 @@
 //! removed and no worker outlives the pool.
 
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,15 +24,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::builder::{Config, WorkerSetBuilder};
-use crate::dispatch::{Dispatch, Job};
+use crate::dispatch::{Job, JobKind};
 use crate::error::Error;
-use crate::gate::Gate;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
+use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
-use crate::spawner::Spawner;
-use crate::stats::{Counters, ShutdownReport, Stats};
+use crate::stats::{ShutdownReport, Stats};
+use crate::stream::{ReplyStream, StreamShared};
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
 /// answer with `W` (worker → host), talking over the server type `S`.
@@ -54,6 +53,28 @@ pub struct WorkerSet<S, W, H> {
     _types: PhantomData<fn(H) -> (S, W)>,
 }
 
+/// A pool over the default transport (the host's Unix socket), with its
+/// messages named in the order a worker names them: the job (`Request`)
+/// first, then the `Reply` (as in `ipc2_worker::jobs::<Request, Reply>()`).
+///
+/// `Pool<HostMessage, u32>` is `WorkerSet<UnixListener, u32, HostMessage>`:
+/// the seed's spelling stays valid, and the two name the same type.
+pub type Pool<Request, Reply> = WorkerSet<tokio::net::UnixListener, Reply, Request>;
+
+/// Shows the worker count, the pids of the workers serving, and how many
+/// jobs wait in the queue (message types need not implement `Debug`).
+impl<S, W, H> std::fmt::Debug for WorkerSet<S, W, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, queued) = self.inner.shared.dispatch.snapshot();
+        f.debug_struct("WorkerSet")
+            .field("worker_count", &self.worker_count())
+            .field("pids", &self.worker_pids())
+            .field("queued", &queued)
+            .field("socket", &self.socket_path())
+            .finish()
+    }
+}
+
 impl<S, W, H> Clone for WorkerSet<S, W, H> {
     fn clone(&self) -> Self {
         Self {
@@ -64,12 +85,6 @@ impl<S, W, H> Clone for WorkerSet<S, W, H> {
 }
 
 impl<S, W, H> WorkerSet<S, W, H> {
-    /// A builder for a new set. At least [`WorkerSetBuilder::worker_path`]
-    /// must be given.
-    pub fn builder() -> WorkerSetBuilder<S, W, H> {
-        WorkerSetBuilder::default()
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -263,17 +278,51 @@ where
             .collect()
     }
 
+    /// Runs `message` as a job answered by a stream of items (the worker
+    /// turns the job's reply sender into a `StreamSender`), and returns the
+    /// stream at once: the job is queued now. Items come in the order the
+    /// worker sent them, each decoded as `W`; the stream ends with the job's
+    /// outcome (see [`ReplyStream`]). The worker may run ahead of the
+    /// caller by at most
+    /// [`stream_window`](crate::WorkerSetBuilder::stream_window) items,
+    /// then waits. Stream jobs are never retried (their items cannot be
+    /// taken back); the job's deadline (`job_timeout`) covers the whole
+    /// stream. With a bounded queue that is full, the stream ends at once
+    /// with [`Error::QueueFull`]. Dropping the stream cancels the job.
+    pub fn send_stream(&self, message: H) -> ReplyStream<W> {
+        let shared = &self.inner.shared;
+        let stream = StreamShared::new(shared.config.stream_window);
+        let reply = Responder::stream(Arc::clone(&stream));
+        match self
+            .encode(FrameKind::StreamJob, &message)
+            .and_then(|job| Ok((job, self.try_place()?)))
+        {
+            Ok((job, place)) => {
+                let job = job.into_job(reply, shared.config.job_timeout, place);
+                shared.dispatch.submit([job]);
+            }
+            Err(error) => reply.send(Err(error)),
+        }
+        ReplyStream::new(stream, Arc::clone(shared))
+    }
+
     /// Encodes `message` straight into a frame with a fresh job id.
     fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(kind, id, message, shared.config.max_frame_length)
             .map_err(Error::Encode)?;
+        let kind = match kind {
+            FrameKind::OneWayJob => JobKind::OneWay,
+            FrameKind::StreamJob => JobKind::Stream,
+            _ => JobKind::Reply,
+        };
         Ok(Encoded {
             id,
             frame,
-            one_way: kind == FrameKind::OneWayJob,
-            keep_frame: shared.config.max_attempts > 1,
+            kind,
+            // A stream's items cannot be taken back: it is never retried.
+            keep_frame: shared.config.max_attempts > 1 && kind != JobKind::Stream,
         })
     }
 
@@ -323,7 +372,7 @@ where
 struct Encoded {
     id: u64,
     frame: Bytes,
-    one_way: bool,
+    kind: JobKind,
     keep_frame: bool,
 }
 
@@ -332,7 +381,7 @@ impl Encoded {
         Job {
             id: self.id,
             frame: self.frame,
-            one_way: self.one_way,
+            kind: self.kind,
             timeout,
             attempts: 0,
             keep_frame: self.keep_frame,
@@ -365,17 +414,6 @@ fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
         pid: reply.pid,
         source,
     })
-}
-
-/// State shared by the handle and the pool's tasks.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) dispatch: Dispatch,
-    pub(crate) gate: Arc<Gate>,
-    pub(crate) spawner: Spawner,
-    pub(crate) socket_path: PathBuf,
-    pub(crate) next_job_id: AtomicU64,
-    pub(crate) counters: Counters,
 }
 
 /// Owns the pool; tears it down when the last handle goes.

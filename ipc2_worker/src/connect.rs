@@ -8,20 +8,23 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
 use ipc2_common::connection::{BoxedReader, write_frames};
+use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{
-    Client, DEFAULT_MAX_FRAME_LENGTH, Frame, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
-    PROTOCOL_VERSION, Secret,
+    Client, DEFAULT_MAX_FRAME_LENGTH, Frame, FrameCodec, FrameKind, FrameReader, Heartbeat, Hello,
+    Outbox, PROTOCOL_VERSION, Secret,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::ConnectError;
+use crate::inbound::Inbound;
 use crate::receiver::Receiver;
 
 /// How long a worker waits for the host to answer its handshake.
@@ -44,6 +47,7 @@ where
     Out: Serialize + Send + 'static,
 {
     let address = PathBuf::from(env_var(ENV_SOCKET)?);
+    crate::panic::install_hook();
     let secret_value = env_var(ENV_SECRET)?;
     let secret = secret_value
         .to_str()
@@ -79,7 +83,7 @@ where
         max_frame_length,
     )
     .await?;
-    Ok(start(reader, writer, max_frame_length))
+    Ok(start(reader, writer, max_frame_length, None).0)
 }
 
 /// Sends this worker's `Hello` (with `secret`) and waits for the host's
@@ -110,19 +114,38 @@ pub(crate) async fn handshake<W: AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// Starts the connection's writer task and returns the receiver of its jobs.
+/// Starts the connection's writer task and returns the receiver of its
+/// jobs, and the connection's outbox. With `watchdog`, reading fails once
+/// nothing has arrived for the heartbeat's timeout.
 pub(crate) fn start<In, Out, W>(
     reader: FrameReader<BoxedReader>,
     writer: W,
     max_frame_length: usize,
-) -> Receiver<In, Out>
+    watchdog: Option<(Heartbeat, LastHeard)>,
+) -> (Receiver<In, Out>, Outbox)
 where
     In: DeserializeOwned,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (outbox, outgoing) = Outbox::channel();
-    tokio::spawn(write_frames(outgoing, writer));
-    Receiver::new(reader, outbox, max_frame_length)
+    let (outbox, outgoing) = Outbox::channel(Box::new(writer));
+    tokio::spawn(write_frames(outgoing));
+    let inbound = Arc::new(Inbound::new(reader, outbox.clone()).with_watchdog(watchdog));
+    (
+        Receiver::new(inbound, outbox.clone(), max_frame_length),
+        outbox,
+    )
+}
+
+/// Connects over the default transport, the host's Unix socket: the
+/// common case of [`connect`], without naming the transport. Type
+/// parameters: the job (`Request`) the host sends, then the `Reply` it gets
+/// back (the same order as the host's `Pool<Request, Reply>`).
+pub async fn jobs<Request, Reply>() -> Result<Receiver<Request, Reply>, ConnectError>
+where
+    Request: DeserializeOwned + Send + 'static,
+    Reply: Serialize + Send + 'static,
+{
+    connect::<tokio::net::UnixStream, Request, Reply>().await
 }
 
 fn env_var(variable: &'static str) -> Result<OsString, ConnectError> {

@@ -62,6 +62,16 @@ pub enum ConnectError {
     /// The host did not answer the handshake in time.
     #[error("the host did not answer the handshake within {0:?}")]
     Timeout(std::time::Duration),
+    /// The blocking worker was started inside a tokio runtime, whose thread
+    /// it would block.
+    #[error(
+        "ipc2_worker::blocking::jobs() was called inside a tokio runtime, whose thread it would \
+         block; use ipc2_worker::jobs().await in async code"
+    )]
+    InsideRuntime,
+    /// The blocking worker's I/O thread could not be started.
+    #[error("could not start the worker's I/O thread: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Why [`ReplySender::send`](crate::ReplySender::send) failed.
@@ -74,6 +84,40 @@ pub enum ReplyError {
     /// The connection to the host is gone; nobody will read the reply.
     #[error("the connection to the host is closed; the reply was not delivered")]
     Disconnected,
+}
+
+/// Why a [`StreamSender`](crate::StreamSender) could not send an item.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The host's caller dropped its stream: stop producing and end the job.
+    #[error("the host's caller dropped this stream; stop producing items")]
+    Cancelled,
+    /// The item could not be encoded (or is larger than the frame limit).
+    #[error("the item could not be encoded: {0}")]
+    Encode(#[source] ipc2_common::CodecError),
+    /// The connection to the host is gone.
+    #[error("the connection to the host is closed; the item was not delivered")]
+    Disconnected,
+    /// The stream was already ended.
+    #[error("the stream was already ended")]
+    Ended,
+    /// `send_blocking` was called on a thread of a current-thread tokio
+    /// runtime, which it would stall (the host's credit may need this very
+    /// thread to arrive).
+    #[error(
+        "send_blocking was called on a current-thread tokio runtime, which it would stall; use \
+         send(..).await there, or call it from spawn_blocking or a thread of your own"
+    )]
+    WouldBlock,
+}
+
+impl From<ReplyError> for StreamError {
+    fn from(error: ReplyError) -> Self {
+        match error {
+            ReplyError::Encode(error) => Self::Encode(error),
+            ReplyError::Disconnected => Self::Disconnected,
+        }
+    }
 }
 
 /// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which

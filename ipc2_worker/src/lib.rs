@@ -22,22 +22,34 @@
 //! ```
 //!
 //! - [`connect`](mod@connect): the handshake with the host.
+//! - [`blocking`]: a worker without async: jobs as an iterator.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
 //! - [`remote`]: a worker on another machine, which dials its host and
 //!   redials when the connection is lost ([`RemoteReceiver`]).
+//! - [`self_exec`]: one executable as host and worker ([`run_if_worker`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
+//! - [`stream`]: answering a job with a stream of items ([`StreamSender`]).
+//! - `inbound` (private): the connection's read side, driven by whoever waits.
+//! - `panic` (private): a panicking handler's report, sent as its job's answer.
 //! - [`error`]: what can go wrong.
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod connect;
 pub mod error;
+mod inbound;
 pub mod job;
+mod panic;
 pub mod receiver;
 pub mod remote;
+pub mod self_exec;
+pub mod stream;
 
-pub use connect::connect;
-pub use error::{ConnectError, ReplyError};
+pub use connect::{connect, jobs};
+pub use error::{ConnectError, ReplyError, StreamError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
 pub use remote::RemoteReceiver;
+pub use self_exec::{run_if_worker, worker_role};
+pub use stream::StreamSender;

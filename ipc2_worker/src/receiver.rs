@@ -1,118 +1,55 @@
 //! Where a worker's jobs arrive.
 //!
-//! [`Receiver::recv`] reads the next frame from the host, decodes it into the
-//! worker's message type and hands it out as a [`Job`]. A job that cannot be
-//! decoded is answered with an error frame on the spot (the host's caller
-//! learns why) and `recv` moves on to the next one.
+//! [`Receiver::recv`] takes the next job frame the host sent (reading the
+//! connection itself when nothing is waiting; see the `inbound` module),
+//! decodes it into the worker's message type and hands it out as a
+//! [`Job`]. A job that cannot be decoded is answered with an error frame on
+//! the spot (the host's caller learns why) and `recv` moves on to the next.
 //!
-//! On a remote connection (see [`crate::remote`]) the receiver also sends
-//! heartbeats and drops the connection when it has heard nothing from the
-//! host for the heartbeat timeout.
+//! The receiver counts the jobs it hands out. When it is dropped (the
+//! worker's loop ended, or a panic unwinds through it) it tells the host
+//! that count in a `Leaving` frame, so jobs the host sent that the worker's
+//! code never took go to another worker instead of failing with this one.
+//! A panic is about to end the process then: the receiver writes what is
+//! queued (the panicking job's report among it) from the dying thread, as
+//! the runtime's writer task may never run again.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
 
-use ipc2_common::codec::{decode_message, encode_raw_frame};
-use ipc2_common::connection::BoxedReader;
-use ipc2_common::liveness::LastHeard;
-use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Heartbeat, Outbox};
+use ipc2_common::codec::{decode_message, encode_frame};
+use ipc2_common::{CodecError, FrameKind, Leaving, Outbox};
 use serde::de::DeserializeOwned;
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
+use crate::inbound::Inbound;
 use crate::job::{Job, ReplySender, send_raw};
+
+/// How long a worker that a panic is taking down may spend writing its last
+/// frames to the host.
+const FLUSH_ON_PANIC: Duration = Duration::from_secs(2);
 
 /// Yields the jobs the host sends to this worker.
 pub struct Receiver<In, Out> {
-    reader: FrameReader<BoxedReader>,
+    inbound: Arc<Inbound>,
     outbox: Outbox,
     max_frame_length: usize,
-    finished: bool,
+    /// Why the stream of jobs ended, once it has, if not cleanly.
     error: Option<CodecError>,
-    /// On a remote connection: the heartbeat, when the host was last heard,
-    /// and the task that sends this side's heartbeats.
-    watchdog: Option<Watchdog>,
+    /// Job frames handled so far, in the order the host sent them.
+    yielded: u64,
     _messages: PhantomData<fn() -> (In, Out)>,
 }
 
-struct Watchdog {
-    heartbeat: Heartbeat,
-    heard: LastHeard,
-    beats: AbortHandle,
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.beats.abort();
-    }
-}
-
 impl<In: DeserializeOwned, Out> Receiver<In, Out> {
-    pub(crate) fn new(
-        reader: FrameReader<BoxedReader>,
-        outbox: Outbox,
-        max_frame_length: usize,
-    ) -> Self {
+    pub(crate) fn new(inbound: Arc<Inbound>, outbox: Outbox, max_frame_length: usize) -> Self {
         Self {
-            reader,
+            inbound,
             outbox,
             max_frame_length,
-            finished: false,
             error: None,
-            watchdog: None,
+            yielded: 0,
             _messages: PhantomData,
-        }
-    }
-
-    /// Sends a heartbeat to the host every `heartbeat.interval` while this
-    /// receiver lives, and ends the stream of jobs when nothing has arrived
-    /// (as stamped on `heard`) for `heartbeat.timeout`.
-    pub(crate) fn with_heartbeat(mut self, heartbeat: Heartbeat, heard: LastHeard) -> Self {
-        let outbox = self.outbox.clone();
-        let beats = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(heartbeat.interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Ok(beat) = encode_raw_frame(FrameKind::WorkerHeartbeat, 0, &[], usize::MAX)
-                else {
-                    return;
-                };
-                if outbox.send(beat).is_err() {
-                    return;
-                }
-            }
-        });
-        self.watchdog = Some(Watchdog {
-            heartbeat,
-            heard,
-            beats: beats.abort_handle(),
-        });
-        self
-    }
-
-    /// The next frame. With a watchdog, fails once nothing has arrived for
-    /// the heartbeat timeout; a caller that was away (busy with a job) gets
-    /// at least one heartbeat interval for the host's next sign of life.
-    async fn next_frame(&mut self) -> Result<Option<Frame>, CodecError> {
-        let Some(watchdog) = &self.watchdog else {
-            return self.reader.next().await;
-        };
-        let Heartbeat { interval, timeout } = watchdog.heartbeat;
-        let heard = watchdog.heard.clone();
-        let grace = Instant::now() + interval;
-        loop {
-            let deadline = heard.deadline(timeout).max(grace);
-            match tokio::time::timeout_at(deadline, self.reader.next()).await {
-                Ok(frame) => return frame,
-                // Bytes of a large frame arrived meanwhile: keep reading.
-                Err(_) if heard.deadline(timeout) > Instant::now() => continue,
-                Err(_) => {
-                    return Err(CodecError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("nothing heard from the host for {timeout:?}"),
-                    )));
-                }
-            }
         }
     }
 
@@ -122,46 +59,38 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     ///
     /// Cancel safe: dropping the future loses no job.
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
-        while !self.finished {
-            let frame = match self.next_frame().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
+        loop {
+            self.inbound.drive(|filed| !filed.jobs.is_empty()).await;
+            let frame = {
+                let mut filed = self.inbound.filed();
+                let frame = filed.jobs.pop_front();
+                if frame.is_none() {
+                    self.error = filed.error.take();
+                }
+                frame
+            };
+            let Some(frame) = frame else { break };
+            self.yielded += 1;
+            let data = match decode_message::<In>(&frame.payload) {
+                Ok(data) => data,
                 Err(error) => {
-                    self.error = Some(error);
-                    break;
+                    let message = format!("the worker could not decode the job: {error}");
+                    let reason = message.as_bytes();
+                    send_raw(&self.outbox, FrameKind::JobFailed, frame.id, reason);
+                    if frame.kind == FrameKind::StreamJob {
+                        self.inbound.filed().flows.remove(&frame.id);
+                    }
+                    continue;
                 }
             };
-            match frame.kind {
-                FrameKind::Job | FrameKind::OneWayJob => {
-                    let data = match decode_message::<In>(&frame.payload) {
-                        Ok(data) => data,
-                        Err(error) => {
-                            let message = format!("the worker could not decode the job: {error}");
-                            send_raw(
-                                &self.outbox,
-                                FrameKind::JobFailed,
-                                frame.id,
-                                message.as_bytes(),
-                            );
-                            continue;
-                        }
-                    };
-                    if frame.kind == FrameKind::OneWayJob {
-                        send_raw(&self.outbox, FrameKind::Ack, frame.id, &[]);
-                        return Some(Job::Unidirectional { data });
-                    }
-                    let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length);
-                    return Some(Job::Bidirectional { data, tx });
-                }
-                FrameKind::Shutdown => break,
-                FrameKind::HostHeartbeat => continue,
-                other => {
-                    self.error = Some(CodecError::UnexpectedKind(other as u8));
-                    break;
-                }
+            if frame.kind == FrameKind::OneWayJob {
+                send_raw(&self.outbox, FrameKind::Ack, frame.id, &[]);
+                return Some(Job::Unidirectional { data });
             }
+            let stream = (frame.kind == FrameKind::StreamJob).then(|| Arc::clone(&self.inbound));
+            let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length, stream);
+            return Some(Job::Bidirectional { data, tx });
         }
-        self.finished = true;
         self.outbox.flushed().await;
         None
     }
@@ -170,5 +99,38 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// than a clean close or shutdown request from the host.
     pub fn error(&self) -> Option<&CodecError> {
         self.error.as_ref()
+    }
+}
+
+impl<In, Out> Receiver<In, Out> {
+    /// The outbox replies go through (for the blocking worker, which flushes
+    /// it before its runtime stops).
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+impl<In, Out> Drop for Receiver<In, Out> {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let leaving = Leaving {
+            yielded: self.yielded,
+            panicking,
+        };
+        if let Ok(frame) = encode_frame(FrameKind::Leaving, 0, &leaving, usize::MAX) {
+            let _ = self.outbox.send(frame);
+        }
+        if panicking {
+            self.outbox.flush_blocking(FLUSH_ON_PANIC);
+        }
+    }
+}
+
+impl<In, Out> std::fmt::Debug for Receiver<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("jobs_taken", &self.yielded)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }

@@ -20,11 +20,14 @@
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use ipc2_common::codec::decode_message;
+use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::BoxedReader;
 use ipc2_common::liveness::{Heard, LastHeard};
-use ipc2_common::{Connection, Connector, DEFAULT_MAX_FRAME_LENGTH, Heartbeat, Terms};
+use ipc2_common::{
+    Connection, Connector, DEFAULT_MAX_FRAME_LENGTH, FrameKind, Heartbeat, Outbox, Terms,
+};
 use serde::de::DeserializeOwned;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::connect::{handshake, start};
@@ -43,7 +46,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Yields the jobs a host sends to this remote worker, across reconnections.
 pub struct RemoteReceiver<C, In, Out> {
     connector: C,
-    current: Option<Receiver<In, Out>>,
+    current: Option<Connected<In, Out>>,
     backoff_min: Duration,
     backoff_max: Duration,
     connect_timeout: Duration,
@@ -119,11 +122,11 @@ where
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
         let mut failures = 0u32;
         loop {
-            if let Some(current) = &mut self.current {
-                if let Some(job) = current.recv().await {
+            if let Some(Connected { receiver, .. }) = &mut self.current {
+                if let Some(job) = receiver.recv().await {
                     return Some(job);
                 }
-                match current.error() {
+                match receiver.error() {
                     Some(error) => tracing::warn!(host = %self.connector.describe(), %error,
                         "lost the connection to the host; reconnecting"),
                     None => tracing::info!(host = %self.connector.describe(),
@@ -164,7 +167,8 @@ where
 
     /// One connection attempt: connect, hand over the `Hello`, and take the
     /// host's terms from its `Welcome`.
-    async fn join(&self) -> Result<Receiver<In, Out>, ConnectError> {
+    async fn join(&self) -> Result<Connected<In, Out>, ConnectError> {
+        crate::panic::install_hook();
         let connection = self
             .connector
             .connect()
@@ -186,7 +190,12 @@ where
             interval: terms.heartbeat_interval,
             timeout: terms.heartbeat_timeout,
         };
-        Ok(start(reader, writer, max_frame_length).with_heartbeat(heartbeat, heard))
+        let (receiver, outbox) = start(reader, writer, max_frame_length, Some((heartbeat, heard)));
+        let beats = tokio::spawn(beat(outbox, heartbeat.interval)).abort_handle();
+        Ok(Connected {
+            receiver,
+            _beats: Beats(beats),
+        })
     }
 
     /// Pause after the `failures`-th failure in a row: exponential, ±50%.
@@ -199,5 +208,36 @@ where
         // A randomly keyed hasher is randomness enough for jitter.
         let random = std::collections::hash_map::RandomState::new().hash_one(failures);
         base.mul_f64(0.5 + (random % 1000) as f64 / 1000.0)
+    }
+}
+
+/// A connection that passed its handshake, and the task that sends its
+/// heartbeats.
+struct Connected<In, Out> {
+    receiver: Receiver<In, Out>,
+    _beats: Beats,
+}
+
+/// Stops the heartbeats when the connection is dropped.
+struct Beats(AbortHandle);
+
+impl Drop for Beats {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends a heartbeat every `interval` until the connection's writer stops.
+async fn beat(outbox: Outbox, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Ok(frame) = encode_raw_frame(FrameKind::WorkerHeartbeat, 0, &[], usize::MAX) else {
+            return;
+        };
+        if outbox.send(frame).is_err() {
+            return;
+        }
     }
 }

@@ -29,6 +29,26 @@ pub enum Request {
     Abort,
     /// Drop the reply sender without replying.
     DropReply,
+    /// Panic with this message right in the receive loop, as the seed's
+    /// worker would: the panic unwinds out of `main` and ends the process.
+    Panic(String),
+    /// Panic with this message inside a task spawned for the job (holding
+    /// its reply sender); the worker survives.
+    PanicInTask(String),
+    /// Fail the job with this reason (`tx.fail`): an application failure.
+    Fail(String),
+    /// A stream job: answer with items `Sum(0)` .. `Sum(n - 1)`, produced
+    /// in a task of its own, then end the stream.
+    Count(u32),
+    /// The same, produced right in the receive loop, where nobody calls
+    /// `recv` while it runs (its credit must still arrive).
+    CountInline(u32),
+    /// A stream job: send `n` items, then exit the process at once (code 9;
+    /// items still queued in the worker may be lost with it).
+    CountThenExit(u32),
+    /// A stream job: send items until the host cancels the stream, then
+    /// create the file at this path (the test's sign the worker saw it).
+    CountUntilCancelled(String),
 }
 
 /// What the behaviour worker answers.

@@ -47,13 +47,24 @@ pub fn workspace_root() -> PathBuf {
 
 /// `target/<profile>` of the running executable: its own directory for a
 /// binary, the parent of `deps/` or `examples/` for a test or an example.
+/// A doctest runs from a temporary directory outside the target directory:
+/// it gets `target/debug` (or `$CARGO_TARGET_DIR/debug`), the path README's
+/// examples name.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the running executable has a path");
     let dir = exe.parent().expect("an executable lives in a directory");
-    match dir.file_name().and_then(|name| name.to_str()) {
-        Some("deps" | "examples") => dir.parent().unwrap_or(dir).to_path_buf(),
-        _ => dir.to_path_buf(),
+    let dir = match dir.file_name().and_then(|name| name.to_str()) {
+        Some("deps" | "examples") => dir.parent().unwrap_or(dir),
+        _ => dir,
+    };
+    // Cargo keeps its fingerprints in every profile directory it builds.
+    if dir.join(".fingerprint").is_dir() {
+        return dir.to_path_buf();
     }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("debug")
 }
 
 fn build(profile_dir: &Path, selection: &[&str]) -> Result<(), String> {
