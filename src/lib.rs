@@ -10,6 +10,8 @@
 //!   the host and receive [`worker::Job`]s.
 //! - [`common`] (`ipc2_common`): the wire protocol, the frame codec and the
 //!   `Server`/`Client` transport traits both sides share.
+//! - `tls` (`ipc2_tls`, feature `tls`): workers on other machines, over TCP
+//!   with mutual TLS.
 //!
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
@@ -17,4 +19,6 @@
 pub use ipc2_common as common;
 pub use ipc2_host as host;
 pub use ipc2_host::Pool;
+#[cfg(feature = "tls")]
+pub use ipc2_tls as tls;
 pub use ipc2_worker as worker;

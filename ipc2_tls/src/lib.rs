@@ -35,7 +35,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A worker (its settings from the environment, see [`env`]):
+//! A worker (its settings from the environment, see [`mod@env`]):
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +56,7 @@
 //! - [`connector`]: [`TlsConnector`], the worker's end (an `ipc2_common::Connector`).
 //! - [`connection`]: [`TlsConnection`], a connection either end holds.
 //! - [`tcp`]: keepalive, `TCP_USER_TIMEOUT` and `TCP_NODELAY`.
-//! - [`env`]: the environment variables of a remote worker and its host.
+//! - [`mod@env`]: the environment variables of a remote worker and its host.
 //! - `dev` (feature `dev-ca`): a throwaway CA for development and tests.
 //! - [`error`]: what can go wrong setting TLS up.
 //!
@@ -86,7 +86,7 @@ use ipc2_worker::RemoteReceiver;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The jobs of a remote worker configured by the environment ([`env`]):
+/// The jobs of a remote worker configured by the environment ([`mod@env`]):
 /// dials [`env::ENV_HOST`] over TLS with the certificate the `IPC2_TLS_*`
 /// variables name, and redials whenever the connection is lost. Fails at
 /// once only if the configuration is unusable; the host need not be up yet.
