@@ -337,6 +337,23 @@ pub enum Error {
     /// The set is gone; the job was not (or no longer) run.
     #[error("the WorkerSet has been shut down; no more jobs are accepted")]
     Closed,
+
+    /// A blocking call (`send_blocking`, `finish_blocking`,
+    /// `PendingReply::wait`, a map's `blocking()`, ...) was made on a
+    /// current-thread tokio runtime (including its `spawn_blocking`
+    /// threads, which tokio does not let a library tell apart). Nothing was
+    /// done.
+    #[error(
+        "{call} blocks its thread, but was called on a current-thread tokio runtime: that would \
+         stop the runtime's only thread, which may be the one driving the pool (a deadlock). \
+         Use the async method with .await there (send, finish, shutdown, awaiting the \
+         PendingReply, the map's next), or call it from a thread outside the runtime or on a \
+         multi-thread runtime"
+    )]
+    BlockingInRuntime {
+        /// The blocking method that was called.
+        call: &'static str,
+    },
 }
 
 /// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which

@@ -19,6 +19,13 @@
 //! Where things happen:
 //! - [`workerset`]: the [`WorkerSet`] handle users hold, and its teardown.
 //! - [`builder`]: configuration and startup ([`WorkerSetBuilder::finish`]).
+//! - `blocking` (private): using a pool from synchronous code
+//!   ([`WorkerSetBuilder::finish_blocking`], [`WorkerSet::send_blocking`]):
+//!   the rules for when a thread may block.
+//! - [`pending`]: detached replies ([`WorkerSet::submit`] and
+//!   [`PendingReply`]).
+//! - [`map`]: results as they complete ([`WorkerSet::map`]: a bounded,
+//!   streaming map, in order or as completed).
 //! - `config` (private): a set's settings and their defaults.
 //! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
@@ -40,12 +47,15 @@
 
 #![warn(missing_docs)]
 
+mod blocking;
 pub mod builder;
 mod config;
 mod dispatch;
 pub mod error;
 mod gate;
 mod io_thread;
+pub mod map;
+pub mod pending;
 mod remote;
 mod responder;
 mod shared;
@@ -59,6 +69,8 @@ pub mod workerset;
 pub use builder::WorkerSetBuilder;
 pub use error::{Error, ExitInfo};
 pub use ipc2_common::{Heartbeat, RemotePeer};
+pub use map::{Map, MapUnordered};
+pub use pending::PendingReply;
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};
 pub use stream::ReplyStream;
 pub use workerset::{Pool, WorkerSet};

@@ -10,13 +10,15 @@
 //! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
 //! caller is woken once, when the last one is in. A stream job
 //! (`send_stream`) delivers its items, then its outcome, to the caller's
-//! `ReplyStream`.
+//! `ReplyStream`. A streaming map (`WorkerSet::map`) gives each job an
+//! [`Indexed`] responder: outcomes go, tagged with the job's place in the
+//! input, into one channel the map reads as they complete.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::Error;
 use crate::stream::StreamShared;
@@ -34,6 +36,9 @@ pub(crate) struct Reply {
 /// A job's outcome.
 pub(crate) type Outcome = Result<Reply, Error>;
 
+/// Outcomes tagged with the index of their job in a map's input.
+pub(crate) type Indexed = mpsc::UnboundedSender<(usize, Outcome)>;
+
 /// Delivers one job's outcome.
 pub(crate) struct Responder(Option<Target>);
 
@@ -41,6 +46,7 @@ enum Target {
     One(oneshot::Sender<Outcome>),
     Batch(Arc<Batch>, usize),
     Stream(Arc<StreamShared>),
+    Indexed(Indexed, usize),
 }
 
 impl Responder {
@@ -48,6 +54,11 @@ impl Responder {
     pub(crate) fn one() -> (Self, oneshot::Receiver<Outcome>) {
         let (sender, receiver) = oneshot::channel();
         (Self(Some(Target::One(sender))), receiver)
+    }
+
+    /// A responder that delivers the outcome of input `index` to `outcomes`.
+    pub(crate) fn indexed(outcomes: Indexed, index: usize) -> Self {
+        Self(Some(Target::Indexed(outcomes, index)))
     }
 
     /// A responder for a stream job's caller.
@@ -71,6 +82,9 @@ impl Responder {
             }
             Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
             Some(Target::Stream(shared)) => shared.end(outcome),
+            Some(Target::Indexed(outcomes, index)) => {
+                let _ = outcomes.send((index, outcome));
+            }
             None => {}
         }
     }
@@ -81,6 +95,7 @@ impl Responder {
             Some(Target::One(sender)) => sender.is_closed(),
             Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
             Some(Target::Stream(shared)) => shared.is_closed(),
+            Some(Target::Indexed(outcomes, _)) => outcomes.is_closed(),
             None => true,
         }
     }
@@ -89,10 +104,14 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         // A dropped oneshot sender already tells its receiver; a batch slot
-        // or a stream must be ended or its caller would wait forever.
+        // a stream or a map's outcome must be ended or delivered, or its
+        // caller would wait forever.
         match self.0.take() {
             Some(Target::Batch(batch, index)) => batch.fill(index, Err(Error::Closed)),
             Some(Target::Stream(shared)) => shared.end(Err(Error::Closed)),
+            Some(Target::Indexed(outcomes, index)) => {
+                let _ = outcomes.send((index, Err(Error::Closed)));
+            }
             _ => {}
         }
     }

@@ -92,6 +92,17 @@ impl<S, W, H> WorkerSet<S, W, H> {
         }
     }
 
+    /// The state the handle shares with the pool's tasks, for the request
+    /// shapes built on top of `send` (blocking, pending, map).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The runtime the pool's tasks run on.
+    pub(crate) fn io_handle(&self) -> &tokio::runtime::Handle {
+        self.inner.runtime.handle()
+    }
+
     /// Process ids of the workers currently connected and serving.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.inner.shared.dispatch.pids()
@@ -196,7 +207,7 @@ where
             let job = self.encode(FrameKind::Job, &message)?;
             let place = self.try_place()?;
             let timeout = self.inner.shared.config.job_timeout;
-            decoded(wait(self.submit(job, timeout, place)).await)
+            decoded(wait(self.enqueue(job, timeout, place)).await)
         }
         .await;
         self.inner.shared.counters.record(&outcome);
@@ -207,7 +218,7 @@ where
         let outcome = async {
             let job = self.encode(FrameKind::Job, &message)?;
             let place = self.place(1).await;
-            decoded(wait(self.submit(job, timeout, place)).await)
+            decoded(wait(self.enqueue(job, timeout, place)).await)
         }
         .await;
         self.inner.shared.counters.record(&outcome);
@@ -222,7 +233,7 @@ where
         let outcome = async {
             let job = self.encode(FrameKind::OneWayJob, &message)?;
             let place = self.place(1).await;
-            wait(self.submit(job, timeout, place)).await.map(drop)
+            wait(self.enqueue(job, timeout, place)).await.map(drop)
         }
         .await;
         self.inner.shared.counters.record(&outcome);
@@ -307,7 +318,7 @@ where
     }
 
     /// Encodes `message` straight into a frame with a fresh job id.
-    fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
+    pub(crate) fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(kind, id, message, shared.config.max_frame_length)
@@ -328,7 +339,7 @@ where
 
     /// Waits for `count` places in a bounded queue (the set never closes
     /// the queue's semaphore); `false` when the queue is unbounded.
-    async fn place(&self, count: usize) -> bool {
+    pub(crate) async fn place(&self, count: usize) -> bool {
         let Some(room) = self.inner.shared.dispatch.room() else {
             return false;
         };
@@ -340,7 +351,7 @@ where
     }
 
     /// Takes a place in a bounded queue at once, or fails with `QueueFull`.
-    fn try_place(&self) -> Result<bool, Error> {
+    pub(crate) fn try_place(&self) -> Result<bool, Error> {
         let Some(room) = self.inner.shared.dispatch.room() else {
             return Ok(false);
         };
@@ -355,7 +366,8 @@ where
         }
     }
 
-    fn submit(
+    /// Submits one encoded job; returns what its caller awaits.
+    pub(crate) fn enqueue(
         &self,
         job: Encoded,
         timeout: Option<Duration>,
@@ -369,7 +381,7 @@ where
 }
 
 /// A job encoded and numbered, not yet submitted.
-struct Encoded {
+pub(crate) struct Encoded {
     id: u64,
     frame: Bytes,
     kind: JobKind,
@@ -377,7 +389,12 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn into_job(self, reply: Responder, timeout: Option<Duration>, holds_place: bool) -> Job {
+    pub(crate) fn into_job(
+        self,
+        reply: Responder,
+        timeout: Option<Duration>,
+        holds_place: bool,
+    ) -> Job {
         Job {
             id: self.id,
             frame: self.frame,
@@ -407,7 +424,7 @@ async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
 }
 
 /// Decodes a reply into the host's reply type.
-fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
+pub(crate) fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
     let reply = outcome?;
     decode_message(&reply.payload).map_err(|source| Error::Decode {
         worker: reply.worker,
@@ -424,7 +441,7 @@ pub(crate) struct Inner {
     /// Removed by `shutdown`, or when this struct drops.
     socket_dir: Mutex<Option<SocketDir>>,
     /// Where the pool's tasks run; dropped after they are aborted.
-    _runtime: IoRuntime,
+    runtime: IoRuntime,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -446,7 +463,7 @@ impl Inner {
             gate_task,
             supervisors: Mutex::new(supervisors),
             socket_dir: Mutex::new(Some(socket_dir)),
-            _runtime: runtime,
+            runtime,
         }
     }
 }
