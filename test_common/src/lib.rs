@@ -8,8 +8,9 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
-//! - [`tls`]: certificates made on the spot for TLS tests.
-//! - [`remote`]: remote worker processes and pools that admit them.
+//! - `tls` (feature `remote`): certificates made on the spot for TLS tests.
+//! - `remote` (feature `remote`): remote worker processes and pools that
+//!   admit them.
 
 #![warn(missing_docs)]
 
@@ -17,8 +18,10 @@ pub mod behaviour;
 pub mod binaries;
 pub mod pools;
 pub mod process;
+#[cfg(feature = "remote")]
 pub mod remote;
 pub mod stranger;
+#[cfg(feature = "remote")]
 pub mod tls;
 
 use serde::{Deserialize, Serialize};

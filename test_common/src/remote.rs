@@ -1,5 +1,5 @@
-//! Remote workers for tests: `behaviour_worker` processes started by the
-//! test (as a platform would), dialling a pool over TLS.
+//! Remote workers for tests: `remote_behaviour_worker` processes started
+//! by the test (as a platform would), dialling a pool over TLS.
 
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use ipc2_tls::TlsListener;
 use tokio::net::UnixListener;
 
 use crate::behaviour::{Request, Response};
-use crate::binaries::worker_binary;
+use crate::binaries::remote_worker_binary;
 use crate::pools::{BehaviourPool, eventually};
 use crate::tls::TestPki;
 
@@ -22,11 +22,11 @@ pub struct RemoteWorker {
 }
 
 impl RemoteWorker {
-    /// Starts `behaviour_worker` as remote worker `name`, dialling `host`
+    /// Starts `remote_behaviour_worker` as remote worker `name`, dialling `host`
     /// with a certificate from `pki`; `prefix` (e.g. `ip netns exec ns`)
     /// runs it elsewhere.
     pub fn start(pki: &TestPki, name: &str, host: &str, prefix: &[&str]) -> Self {
-        let binary = worker_binary("behaviour_worker");
+        let binary = remote_worker_binary();
         Self::spawn(&binary, pki.worker_env(name, host), prefix, name)
     }
 
