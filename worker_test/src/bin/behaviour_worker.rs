@@ -3,7 +3,7 @@
 //! of order. (`remote_behaviour_worker` is the same worker, dialling its host
 //! over TLS.)
 
-#[path = "../behaviour.rs"]
+#[path = "../behaviour_worker.rs"]
 mod behaviour;
 
 use test_common::behaviour::{Request, Response};

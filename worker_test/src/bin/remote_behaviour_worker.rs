@@ -4,7 +4,7 @@
 //! only with the `remote` feature (by `test_common::binaries::
 //! remote_worker_binary`), so the other test binaries never build rustls.
 
-#[path = "../behaviour.rs"]
+#[path = "../behaviour_worker.rs"]
 mod behaviour;
 
 use std::time::Duration;

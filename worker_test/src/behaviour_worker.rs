@@ -1,6 +1,8 @@
 //! What `behaviour_worker` and `remote_behaviour_worker` do with a job:
 //! what the test asks, including crashing, hanging and dropping replies.
-//! Included by both binaries (`#[path]`), so they behave the same.
+//! Included by both binaries (`#[path]`), so they behave the same. Its name
+//! keeps panic locations in `behaviour_worker.rs`, as tests/panics.rs
+//! expects.
 
 use std::time::Duration;
 
