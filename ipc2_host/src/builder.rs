@@ -568,19 +568,22 @@ where
                 None => return Err(Error::Closed),
             }
         }
-        let mut joined = 0;
-        let waited = tokio::time::timeout(connect_timeout, async {
-            while joined < wait_for_remote && joins.recv().await.is_some() {
-                joined += 1;
+        if wait_for_remote > 0 {
+            // Only then: a set may be finished where no tokio timer runs.
+            let mut joined = 0;
+            let waited = tokio::time::timeout(connect_timeout, async {
+                while joined < wait_for_remote && joins.recv().await.is_some() {
+                    joined += 1;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                return Err(Error::RemoteJoinTimeout {
+                    expected: wait_for_remote,
+                    joined,
+                    timeout: connect_timeout,
+                });
             }
-        })
-        .await;
-        if waited.is_err() {
-            return Err(Error::RemoteJoinTimeout {
-                expected: wait_for_remote,
-                joined,
-                timeout: connect_timeout,
-            });
         }
         Ok(WorkerSet::from_inner(inner))
     }

@@ -74,3 +74,34 @@ impl TcpOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::sockopt;
+
+    #[tokio::test]
+    async fn the_kernel_is_told_to_give_up_on_a_dead_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let options = TcpOptions::within(Duration::from_secs(6));
+        options.apply(&stream).unwrap();
+        assert!(sockopt::tcp_nodelay(&stream).unwrap());
+        assert!(sockopt::socket_keepalive(&stream).unwrap());
+        assert_eq!(
+            sockopt::tcp_keepidle(&stream).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sockopt::tcp_keepintvl(&stream).unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sockopt::tcp_keepcnt(&stream).unwrap(),
+            DEFAULT_KEEPALIVE_PROBES
+        );
+        assert_eq!(sockopt::tcp_user_timeout(&stream).unwrap(), 6_000);
+    }
+}
