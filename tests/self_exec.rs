@@ -50,6 +50,31 @@ fn quickstart_example_runs_a_self_exec_pool_end_to_end() {
 }
 
 #[test]
+fn the_ump_example_greets_its_client_without_async() {
+    let output = run(Command::new(example_binary("ump_hello")), 60);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "ump_hello failed: {stdout}");
+    // The host's lines, in order; the worker's (it shares stdout) in between.
+    let host: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Client")).collect();
+    assert_eq!(
+        host,
+        [
+            "Client sending 'Client'",
+            "Client received reply 'Hello, Client!'",
+            "Client done"
+        ]
+    );
+    for line in [
+        "Server waiting for message ..",
+        "Server received: 'Client'",
+        "Server replying 'Hello, Client!'",
+        "Server done",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+#[test]
 fn self_exec_workers_never_run_the_hosts_main() {
     let mut command = Command::new(worker_binary("self_exec_host"));
     command.args(["--jobs", "6"]);

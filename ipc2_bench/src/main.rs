@@ -9,8 +9,9 @@
 //! The same executable is also every child the bench needs, through hidden
 //! subcommands: `floor-echo` (a floor's peer process), `pool-suite` (the
 //! ipc2 host, so it can be pinned and its RSS is its own), `worker` (the
-//! pools' worker), `remote-worker` (the same, dialling over TLS) and `noop`
-//! (the bare-spawn floor).
+//! pools' worker), `service-worker` (the same jobs as an `#[ipc2::service]`),
+//! `remote-worker` (the same, dialling over TLS) and `noop` (the bare-spawn
+//! floor).
 
 mod floor;
 mod messages;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Some(pool::CHILD_COMMAND) => pool::suite_child(&args[1..]),
         Some(pool::HOT_COMMAND) => pool::hot_child(&args[1..]),
         Some(worker::WORKER_COMMAND) => worker::run(),
+        Some(worker::SERVICE_WORKER_COMMAND) => worker::run_service(),
         Some(worker::REMOTE_WORKER_COMMAND) => worker::run_remote(),
         Some(worker::NOOP_COMMAND) => Ok(()),
         _ => match parse_options(&args) {

@@ -18,6 +18,17 @@ pub enum BenchJob {
     EchoVec(Vec<u8>),
 }
 
+/// The same Add job as [`BenchJob::Add`], as a service (`#[ipc2::service]`):
+/// a request of the same bytes on the wire, answered by the generated
+/// dispatch instead of a hand-written match.
+#[ipc2::service]
+pub trait BenchService {
+    /// The sum (wrapping), from a plain handler.
+    fn add(a: u32, b: u32) -> u32;
+    /// The sum (wrapping), from an async handler.
+    async fn add_async(a: u32, b: u32) -> u32;
+}
+
 /// Worker → host.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum BenchReply {

@@ -9,8 +9,11 @@
 //!
 //! Each figure is one small async function over a fresh pool, so that when
 //! the API grows (more jobs in flight per worker, a batch API) only that
-//! function changes.
+//! function changes. The round-trip and jobs/s loops take any [`Adder`]:
+//! a raw `send` of `BenchJob::Add`, or the same job as a call through the
+//! `#[ipc2::service]` client, so the two are measured by the same code.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,11 +23,13 @@ use ipc2_host::WorkerSet;
 use tokio::net::UnixListener;
 use tokio::task::JoinSet;
 
-use crate::messages::{BenchJob, BenchReply};
+use crate::messages::{
+    BenchJob, BenchReply, BenchServiceClient, BenchServiceRequest, BenchServiceResponse,
+};
 use crate::proc::{BoxError, Result, pin_current_thread_to_cpu0, run_captured, self_exe};
 use crate::report::Figures;
 use crate::stats::{Budget, latency_percentiles, median, median_latency, rss_mib};
-use crate::worker::WORKER_COMMAND;
+use crate::worker::{SERVICE_WORKER_COMMAND, WORKER_COMMAND};
 use serde_bytes::ByteBuf;
 
 /// Hidden subcommand that runs the suite in a child.
@@ -51,6 +56,34 @@ pub(crate) type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
 /// Key of a jobs/s figure.
 pub fn jobs_key(workers: usize, concurrency: usize) -> String {
     format!("ipc2.jobs.w{workers}.c{concurrency}")
+}
+
+/// Key of a service-call jobs/s figure (2 workers × 64 in flight).
+pub fn service_jobs_key(handler: Handler) -> String {
+    format!("ipc2.service.jobs.w2.c64.{}", handler.name())
+}
+
+/// Suffix of the raw `send` figure measured alongside a service figure
+/// (same repetitions, taking turns), which the service figure is judged by.
+pub const RAW: &str = ".raw";
+
+/// Reports the service round trip and the raw one measured alongside it.
+fn report_service_latency(placement: &str, latencies: Result<((f64, f64), (f64, f64))>) {
+    let (raw, service) = split(latencies);
+    let key = format!("ipc2.service.rt.{placement}");
+    report(&(key.clone() + RAW), raw.map(latency_pair));
+    report(&key, service.map(latency_pair));
+}
+
+/// A pair of figures, or the same error for both.
+fn split<T>(pair: Result<(T, T)>) -> (Result<T>, Result<T>) {
+    match pair {
+        Ok((raw, service)) => (Ok(raw), Ok(service)),
+        Err(error) => {
+            let message = error.to_string();
+            (Err(message.clone().into()), Err(message.into()))
+        }
+    }
 }
 
 /// Suffix of the figures measured on a current-thread host runtime.
@@ -95,6 +128,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
                 "ipc2.rt.pinned",
                 send_latency(&budget, &exe).await.map(latency_pair),
             );
+            report_service_latency("pinned", service_latency(&budget, &exe).await);
             return;
         }
         if current_thread {
@@ -113,11 +147,21 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             "ipc2.rt.unpinned",
             send_latency(&budget, &exe).await.map(latency_pair),
         );
+        report_service_latency("unpinned", service_latency(&budget, &exe).await);
         for workers in WORKER_COUNTS {
             for concurrency in CONCURRENCIES {
                 let rate = jobs_per_second(&budget, &exe, workers, concurrency).await;
                 report(&jobs_key(workers, concurrency), rate.map(|r| vec![("", r)]));
             }
+        }
+        for handler in [Handler::Plain, Handler::Async] {
+            let rates = service_rate(&budget, &exe, handler).await;
+            let (raw, service) = split(rates);
+            report(
+                &(service_jobs_key(handler) + RAW),
+                raw.map(|r| vec![("", r)]),
+            );
+            report(&service_jobs_key(handler), service.map(|r| vec![("", r)]));
         }
         report(
             "ipc2.batch",
@@ -142,7 +186,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
 pub const HOT_COMMAND: &str = "pool-hot";
@@ -164,6 +208,14 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "rtt" => {
                 let pool = start_pool(&exe, 1).await?;
                 add_loop(&pool, 1, window).await?
+            }
+            "service-plain" | "service-async" => {
+                let handler = match scenario {
+                    "service-plain" => Handler::Plain,
+                    _ => Handler::Async,
+                };
+                let service = start_service(&exe, 2, 64, handler).await?;
+                add_loop(&service, 128, window).await?
             }
             _ => {
                 let pool = hot_pool(&exe, 64, dedicated).await?;
@@ -233,11 +285,90 @@ async fn start_pool_with(exe: &Path, workers: usize, in_flight: usize) -> Result
 }
 
 /// Checks an `Add(a, b)` reply.
-pub(crate) fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
+fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
     match reply {
         BenchReply::Sum(sum) if sum == a.wrapping_add(b) => Ok(()),
         other => Err(format!("Add({a}, {b}) answered with {other:?}").into()),
     }
+}
+
+/// What the round-trip and jobs/s loops send their Add jobs through; each
+/// `add` checks the sum it gets back.
+pub(crate) trait Adder: Clone + Send + Sync + 'static {
+    fn add(&self, a: u32, b: u32) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A raw `send` of [`BenchJob::Add`] to the bench's hand-written worker.
+impl Adder for Pool {
+    async fn add(&self, a: u32, b: u32) -> Result<()> {
+        check_sum(self.send(BenchJob::Add(a, b)).await?, a, b)
+    }
+}
+
+/// Which handler of `BenchService` the service figures call.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// `add`: a plain `fn`.
+    Plain,
+    /// `add_async`: an `async fn`.
+    Async,
+}
+
+impl Handler {
+    fn name(self) -> &'static str {
+        match self {
+            Handler::Plain => "plain",
+            Handler::Async => "async",
+        }
+    }
+}
+
+/// The same Add job as a call of `BenchService` through its generated
+/// client, to `ipc2_bench service-worker`.
+#[derive(Clone)]
+struct ServiceAdder {
+    client: BenchServiceClient,
+    handler: Handler,
+}
+
+impl ServiceAdder {
+    /// The pool, and no other handle on it.
+    fn into_pool(self) -> WorkerSet<UnixListener, BenchServiceResponse, BenchServiceRequest> {
+        self.client.pool().clone()
+    }
+}
+
+impl Adder for ServiceAdder {
+    async fn add(&self, a: u32, b: u32) -> Result<()> {
+        let sum = match self.handler {
+            Handler::Plain => self.client.add(a, b).await?,
+            Handler::Async => self.client.add_async(a, b).await?,
+        };
+        if sum == a.wrapping_add(b) {
+            Ok(())
+        } else {
+            Err(format!("add({a}, {b}) answered {sum}").into())
+        }
+    }
+}
+
+async fn start_service(
+    exe: &Path,
+    workers: usize,
+    in_flight: usize,
+    handler: Handler,
+) -> Result<ServiceAdder> {
+    let pool = WorkerSet::builder()
+        .worker_count(workers)
+        .worker_path(exe)
+        .arg(SERVICE_WORKER_COMMAND)
+        .max_in_flight_per_worker(in_flight)
+        .finish()
+        .await?;
+    Ok(ServiceAdder {
+        client: BenchServiceClient::new(pool),
+        handler,
+    })
 }
 
 /// `send` round trip with one job in flight on a 1-worker pool: median p50
@@ -247,30 +378,51 @@ async fn send_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
     let mut reps = Vec::new();
     for _ in 0..budget.reps {
         let pool = start_pool(exe, 1).await?;
-        reps.push(latency_rep(budget, &pool).await?);
+        reps.push(round_trips(budget, &pool).await?);
         close(pool).await?;
     }
     Ok(median_latency(&reps))
 }
 
-/// One repetition of the round-trip figure on `pool`: a warm-up, then
-/// `latency_samples` sends one after another; p50 and p99 in µs.
-pub(crate) async fn latency_rep(budget: &Budget, pool: &Pool) -> Result<(f64, f64)> {
+/// [`send_latency`] for the same job as a service call (plain handler),
+/// and the raw `send` measured alongside: each repetition starts both pools
+/// and measures them in turn (which goes first alternates), so both see the
+/// same machine. Returns (raw, service).
+async fn service_latency(budget: &Budget, exe: &Path) -> Result<((f64, f64), (f64, f64))> {
+    let (mut raw, mut service) = (Vec::new(), Vec::new());
+    for rep in 0..budget.reps {
+        let pool = start_pool(exe, 1).await?;
+        let adder = start_service(exe, 1, 1, Handler::Plain).await?;
+        if rep % 2 == 0 {
+            raw.push(round_trips(budget, &pool).await?);
+            service.push(round_trips(budget, &adder).await?);
+        } else {
+            service.push(round_trips(budget, &adder).await?);
+            raw.push(round_trips(budget, &pool).await?);
+        }
+        close(pool).await?;
+        close(adder.into_pool()).await?;
+    }
+    Ok((median_latency(&raw), median_latency(&service)))
+}
+
+/// One repetition of a round-trip figure: p50 and p99 in µs of
+/// `latency_samples` Add jobs one after the other, after a warm-up.
+pub(crate) async fn round_trips<A: Adder>(budget: &Budget, adder: &A) -> Result<(f64, f64)> {
     let budget = *budget;
-    let pool = pool.clone();
+    let adder = adder.clone();
     // Measured from a runtime task, where an application's sends run.
     tokio::spawn(async move {
         let mut n = 0u32;
         for _ in 0..budget.latency_warmup {
-            check_sum(pool.send(BenchJob::Add(n, 1)).await?, n, 1)?;
+            adder.add(n, 1).await?;
             n = n.wrapping_add(1);
         }
         let mut samples = Vec::with_capacity(budget.latency_samples);
         for _ in 0..budget.latency_samples {
             let start = Instant::now();
-            let reply = pool.send(BenchJob::Add(n, 1)).await?;
+            adder.add(n, 1).await?;
             samples.push(start.elapsed().as_secs_f64() * 1e6);
-            check_sum(reply, n, 1)?;
             n = n.wrapping_add(1);
         }
         Ok::<_, BoxError>(latency_percentiles(&mut samples))
@@ -295,6 +447,31 @@ async fn jobs_per_second(
         close(pool).await?;
     }
     Ok(median(rates))
+}
+
+/// Add calls/s of `BenchService` at 2 workers × 64 in flight, and raw
+/// `send`s of the same job measured alongside (fresh pools of both per
+/// repetition, measured in turn, which goes first alternating): medians,
+/// (raw, service). With more than one job in flight, plain handlers run on
+/// the worker's blocking pool; async ones start in place.
+async fn service_rate(budget: &Budget, exe: &Path, handler: Handler) -> Result<(f64, f64)> {
+    let (mut raw, mut service) = (Vec::new(), Vec::new());
+    for rep in 0..budget.reps {
+        let pool = start_pool_with(exe, 2, 64).await?;
+        let adder = start_service(exe, 2, 64, handler).await?;
+        add_loop(&pool, 128, budget.warmup).await?;
+        add_loop(&adder, 128, budget.warmup).await?;
+        if rep % 2 == 0 {
+            raw.push(add_loop(&pool, 128, budget.window).await?);
+            service.push(add_loop(&adder, 128, budget.window).await?);
+        } else {
+            service.push(add_loop(&adder, 128, budget.window).await?);
+            raw.push(add_loop(&pool, 128, budget.window).await?);
+        }
+        close(pool).await?;
+        close(adder.into_pool()).await?;
+    }
+    Ok((median(raw), median(service)))
 }
 
 /// Add jobs/s at 2 workers × 64 in flight with the pool's own tasks on a
@@ -344,16 +521,20 @@ async fn batch_loop(pool: &Pool, window: Duration) -> Result<f64> {
 }
 
 /// `concurrency` tasks send Add jobs until `window` ends; returns jobs/s.
-pub(crate) async fn add_loop(pool: &Pool, concurrency: usize, window: Duration) -> Result<f64> {
+pub(crate) async fn add_loop<A: Adder>(
+    adder: &A,
+    concurrency: usize,
+    window: Duration,
+) -> Result<f64> {
     let start = Instant::now();
     let deadline = start + window;
     let mut tasks = JoinSet::new();
     for task in 0..concurrency as u32 {
-        let pool = pool.clone();
+        let adder = adder.clone();
         tasks.spawn(async move {
             let mut n = 0u32;
             while Instant::now() < deadline {
-                check_sum(pool.send(BenchJob::Add(task, n)).await?, task, n)?;
+                adder.add(task, n).await?;
                 n += 1;
             }
             Ok::<_, BoxError>(u64::from(n))
@@ -474,7 +655,7 @@ async fn host_rss(budget: &Budget, exe: &Path) -> Result<Vec<(&'static str, f64)
 
 /// Drops `pool` and waits (at most 5 s) until its workers are gone, so
 /// that one measurement's teardown does not run into the next.
-async fn close(pool: Pool) -> Result<()> {
+async fn close<W, H>(pool: WorkerSet<UnixListener, W, H>) -> Result<()> {
     let pids = pool.worker_pids();
     drop(pool);
     let deadline = Instant::now() + Duration::from_secs(5);

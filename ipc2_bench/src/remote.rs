@@ -14,7 +14,7 @@ use ipc2_tls::dev::DevCa;
 use ipc2_tls::env::{ENV_HOST, ENV_SERVER_NAME, ENV_TLS_CA, ENV_TLS_CERT, ENV_TLS_KEY};
 use ipc2_tls::{HostTls, TlsListener};
 
-use crate::pool::{Pool, add_loop, latency_pair, latency_rep, report};
+use crate::pool::{Pool, add_loop, latency_pair, report, round_trips};
 use crate::proc::{ChildGuard, Result};
 use crate::stats::{Budget, median, median_latency};
 use crate::worker::REMOTE_WORKER_COMMAND;
@@ -43,7 +43,7 @@ async fn round_trip(budget: &Budget, exe: &Path, dir: &Path) -> Result<(f64, f64
     let mut reps = Vec::new();
     for _ in 0..budget.reps {
         let remote = RemotePool::start(exe, dir, 1, 1).await?;
-        reps.push(latency_rep(budget, &remote.pool).await?);
+        reps.push(round_trips(budget, &remote.pool).await?);
     }
     Ok(median_latency(&reps))
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::pool::RAW;
 use crate::stats::Budget;
 
 /// Every number the run measured, by key, plus notes about what failed.
@@ -93,8 +94,8 @@ impl Figures {
 /// How a row's figure is judged: `numerator / denominator`, shown as
 /// `<ratio>× <label>`, or in place of `{}` if the label has one.
 struct Ratio {
-    numerator: &'static str,
-    denominator: &'static str,
+    numerator: String,
+    denominator: String,
     label: &'static str,
 }
 
@@ -136,13 +137,13 @@ impl Row {
 
     fn ratio(
         mut self,
-        numerator: &'static str,
-        denominator: &'static str,
+        numerator: impl Into<String>,
+        denominator: impl Into<String>,
         label: &'static str,
     ) -> Self {
         self.ratios.push(Ratio {
-            numerator,
-            denominator,
+            numerator: numerator.into(),
+            denominator: denominator.into(),
             label,
         });
         self
@@ -379,6 +380,51 @@ fn rows() -> Vec<Row> {
             "ipc2.rss.load_mib",
             "MiB",
         ),
+        heading("ipc2 services (`#[ipc2::service]`, the same Add job as a typed call)"),
+    ]);
+    for (placement, key) in [
+        ("unpinned", "unpinned"),
+        ("host + worker on CPU 0", "pinned"),
+    ] {
+        for percentile in ["p50", "p99"] {
+            rows.push(
+                row(
+                    format!(
+                        "service call round trip {percentile}, plain handler, 1 worker, 1 in \
+                         flight, {placement}"
+                    ),
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    "µs",
+                )
+                .ratio(
+                    format!("ipc2.service.rt.{key}.{percentile}_us"),
+                    format!("ipc2.service.rt.{key}{RAW}.{percentile}_us"),
+                    "raw `send` measured alongside",
+                ),
+            );
+        }
+    }
+    for (handler, what) in [
+        (
+            crate::pool::Handler::Plain,
+            "plain handler (worker's blocking pool)",
+        ),
+        (
+            crate::pool::Handler::Async,
+            "async handler (starts in place, a task only if it waits)",
+        ),
+    ] {
+        let key = crate::pool::service_jobs_key(handler);
+        rows.push(
+            row(
+                format!("service calls/s, {what}, 2 workers, 64 in flight per worker"),
+                key.clone(),
+                "jobs/s",
+            )
+            .ratio(key.clone(), key + RAW, "raw `send` measured alongside"),
+        );
+    }
+    rows.extend([
         heading(
             "ipc2, remote workers over TLS on loopback (ratios: the Unix socket above, same run)",
         ),
@@ -474,6 +520,9 @@ const READING: &[&str] = &[
     "Spawn + reap counts process exit and reaping; a pool's cold start ends \
      when the workers serve, so it can come out below the spawn floor.",
     "MB/s and GB/s count each echoed body once (10^6 / 10^9 bytes).",
+    "Service rows are judged by raw `send`s of the same job to the bench's \
+     hand-written worker, measured in the same repetitions (the two take \
+     turns on fresh pools), not by the ipc2 rows above, measured earlier.",
 ];
 
 /// The whole report: context lines, the table, notes.
@@ -522,7 +571,7 @@ pub fn render(figures: &Figures, budget: &Budget, elapsed: Duration) -> String {
             .ratios
             .iter()
             .filter_map(|ratio| {
-                let value = figures.get(ratio.numerator)? / figures.get(ratio.denominator)?;
+                let value = figures.get(&ratio.numerator)? / figures.get(&ratio.denominator)?;
                 let value = format_ratio(value);
                 Some(if ratio.label.contains("{}") {
                     ratio.label.replace("{}", &value)

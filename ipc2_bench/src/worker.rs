@@ -14,11 +14,13 @@
 use ipc2_worker::Job;
 use tokio::net::UnixStream;
 
-use crate::messages::{BenchJob, BenchReply};
+use crate::messages::{BenchJob, BenchReply, BenchService};
 use crate::proc::Result;
 
 /// Hidden subcommand that runs the worker.
 pub const WORKER_COMMAND: &str = "worker";
+/// Hidden subcommand that runs the worker of [`BenchService`].
+pub const SERVICE_WORKER_COMMAND: &str = "service-worker";
 /// Hidden subcommand that exits at once (the bare-spawn floor).
 pub const NOOP_COMMAND: &str = "noop";
 
@@ -28,6 +30,29 @@ pub fn run() -> Result<()> {
         .enable_all()
         .build()?
         .block_on(serve())
+}
+
+/// Serves [`BenchService`] calls, on the same runtime as [`run`], until the
+/// host closes the connection.
+pub fn run_service() -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(Adder.serve())?;
+    Ok(())
+}
+
+/// The service's state: none.
+struct Adder;
+
+impl BenchService for Adder {
+    fn add(&self, a: u32, b: u32) -> u32 {
+        a.wrapping_add(b)
+    }
+
+    async fn add_async(&self, a: u32, b: u32) -> u32 {
+        a.wrapping_add(b)
+    }
 }
 
 async fn serve() -> Result<()> {

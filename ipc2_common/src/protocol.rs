@@ -44,6 +44,10 @@ pub const ENV_SOCKET: &str = "IPC2_SOCKET";
 pub const ENV_SECRET: &str = "IPC2_SECRET";
 /// Environment variable holding the maximum frame length both sides enforce.
 pub const ENV_MAX_FRAME_LENGTH: &str = "IPC2_MAX_FRAME_LENGTH";
+/// Environment variable holding how many jobs the host may give a worker at
+/// once (`max_in_flight_per_worker`), so the worker can tell whether its jobs
+/// need to run concurrently. Absent means 1.
+pub const ENV_MAX_IN_FLIGHT: &str = "IPC2_MAX_IN_FLIGHT";
 /// Environment variable naming the worker role of a self-executing host (a
 /// host whose own executable serves as its worker). Set only for those
 /// spawns; a worker checks it first thing in `main`.
@@ -209,6 +213,8 @@ pub fn parse_credit(payload: &[u8]) -> Option<u32> {
 pub struct Terms {
     /// The maximum frame length both sides enforce from now on.
     pub max_frame_length: u64,
+    /// Jobs the host may give this worker at once.
+    pub max_in_flight: u64,
     /// How often each side sends a heartbeat.
     pub heartbeat_interval: Duration,
     /// How long either side waits without hearing a byte from the other

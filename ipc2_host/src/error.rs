@@ -270,6 +270,21 @@ pub enum Error {
         source: CodecError,
     },
 
+    /// A service call (`#[ipc2::service]`) was answered with the reply of
+    /// another method: the host and the worker disagree on the service.
+    #[error(
+        "the worker answered `{service}::{method}` with the reply of `{got}`; the host and the \
+         worker were built from different versions of the service: rebuild both"
+    )]
+    WrongReply {
+        /// The service's trait.
+        service: &'static str,
+        /// The method called.
+        method: &'static str,
+        /// The method whose reply came back.
+        got: &'static str,
+    },
+
     /// The job ran past its deadline. Unless `kill_on_timeout(false)` was
     /// set, the worker (whose state is now unknown) was killed and is being
     /// replaced.

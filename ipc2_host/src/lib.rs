@@ -29,6 +29,10 @@
 //! - `config` (private): a set's settings and their defaults.
 //! - `shared` (private): the state the handle and the pool's tasks share.
 //! - [`error`]: every error a caller can see.
+//! - [`call_error`]: [`CallError`], what a call of a fallible
+//!   `#[ipc2::service]` method fails with: the service's own error or the
+//!   pool's, side by side.
+//! - [`service`]: what a `#[ipc2::service]` client runs on.
 //! - [`stats`]: snapshots of a set, and the report of a graceful shutdown.
 //! - [`stream`]: jobs answered with a stream of items ([`ReplyStream`]).
 //! - `dispatch` (private): where a job waits for a worker, and how replies
@@ -49,6 +53,7 @@
 
 mod blocking;
 pub mod builder;
+pub mod call_error;
 mod config;
 mod dispatch;
 pub mod error;
@@ -58,6 +63,7 @@ pub mod map;
 pub mod pending;
 mod remote;
 mod responder;
+pub mod service;
 mod shared;
 mod socket_dir;
 mod spawner;
@@ -67,6 +73,7 @@ mod supervisor;
 pub mod workerset;
 
 pub use builder::WorkerSetBuilder;
+pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use ipc2_common::{Heartbeat, RemotePeer};
 pub use map::{Map, MapUnordered};

@@ -128,6 +128,10 @@ pub struct MapUnordered<S, W, H, In> {
     held: VecDeque<(usize, Result<W, Error>)>,
 }
 
+/// The index [`MapUnordered`]'s blocking iterator gives an outcome that is
+/// not a job's: a wait refused with [`Error::BlockingInRuntime`].
+pub const REFUSED: usize = usize::MAX;
+
 /// A synchronous `Iterator` over a map's outcomes; from
 /// [`Map::blocking`] or [`MapUnordered::blocking`].
 ///
@@ -415,12 +419,10 @@ impl<S, W, H, In> MapUnordered<S, W, H, In> {
     /// Iterates the outcomes from synchronous code, blocking for each; see
     /// [`Map::blocking`] for the rules.
     ///
-    /// # Panics
-    ///
     /// If, after `blocking()` checked the thread, the thread enters a
-    /// current-thread runtime and calls `next()` there: there is no index to
-    /// report [`Error::BlockingInRuntime`] with, and blocking could
-    /// deadlock.
+    /// current-thread runtime and calls `next()` there, that wait is refused
+    /// (blocking could deadlock): the item is [`Error::BlockingInRuntime`]
+    /// with the index [`REFUSED`], which no input has.
     pub fn blocking(self) -> Result<Blocking<Self>, Error> {
         Blocking::new(self, "MapUnordered::blocking")
     }
@@ -528,10 +530,8 @@ where
     type Item = (usize, Result<W, Error>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.blocking_next("MapUnordered::blocking (Iterator::next)") {
-            Ok(next) => next,
-            Err(refused) => panic!("{refused}"),
-        }
+        self.blocking_next("MapUnordered::blocking (Iterator::next)")
+            .unwrap_or_else(|refused| Some((REFUSED, Err(refused))))
     }
 }
 

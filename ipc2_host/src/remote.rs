@@ -60,6 +60,7 @@ async fn serve(shared: &Shared, slot: usize, admitted: Admitted, joined: &mpsc::
     let config = &shared.config;
     let terms = Terms {
         max_frame_length: config.max_frame_length as u64,
+        max_in_flight: config.max_in_flight as u64,
         heartbeat_interval: config.heartbeat.interval,
         heartbeat_timeout: config.heartbeat.timeout,
     };

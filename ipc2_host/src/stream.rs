@@ -23,6 +23,7 @@ use ipc2_common::protocol::credit_payload;
 use ipc2_common::{FrameKind, Outbox};
 use serde::de::DeserializeOwned;
 
+use crate::blocking::block_on;
 use crate::error::Error;
 use crate::responder::Outcome;
 use crate::shared::Shared;
@@ -143,8 +144,9 @@ fn send_to(running: &Running, kind: FrameKind, payload: &[u8]) {
 ///
 /// Each item is `Ok(reply)`; a job that ends normally ends the stream
 /// (`None`), one that fails ends it with one `Err` (then `None`). Read it
-/// with [`next`](Self::next), or as a `futures_core::Stream`. Dropping it
-/// cancels the job.
+/// with [`next`](Self::next) or as a `futures_core::Stream` in async code,
+/// and with [`next_blocking`](Self::next_blocking) or as an `Iterator` in
+/// synchronous code. Dropping it cancels the job.
 pub struct ReplyStream<W> {
     shared: Arc<StreamShared>,
     /// For counting the outcome in the pool's stats.
@@ -223,6 +225,28 @@ impl<W: DeserializeOwned> ReplyStream<W> {
                 Poll::Pending
             }
         }
+    }
+}
+
+impl<W: DeserializeOwned> ReplyStream<W> {
+    /// [`next`](Self::next) for synchronous code: blocks the thread until
+    /// the next item or the end. It may block outside any runtime and on a
+    /// multi-thread runtime; on a current-thread runtime the wait is refused
+    /// with [`Error::BlockingInRuntime`] (use `next().await` there).
+    pub fn next_blocking(&mut self) -> Option<Result<W, Error>> {
+        let next = std::future::poll_fn(|cx| self.poll_item(cx));
+        block_on("ReplyStream::next_blocking", None, next)
+            .unwrap_or_else(|refused| Some(Err(refused)))
+    }
+}
+
+/// Iterates a stream from synchronous code with
+/// [`next_blocking`](ReplyStream::next_blocking).
+impl<W: DeserializeOwned> Iterator for ReplyStream<W> {
+    type Item = Result<W, Error>;
+
+    fn next(&mut self) -> Option<Result<W, Error>> {
+        self.next_blocking()
     }
 }
 

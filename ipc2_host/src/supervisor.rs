@@ -37,7 +37,9 @@ use bytes::Bytes;
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::liveness::LastHeard;
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_ROLE, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::protocol::{
+    ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_ROLE, ENV_SECRET, ENV_SOCKET,
+};
 use ipc2_common::{
     CodecError, Frame, FrameKind, FrameReader, Heartbeat, Leaving, Outbox, PanicReport, Secret,
 };
@@ -166,6 +168,7 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         .env(ENV_SOCKET, &shared.socket_path)
         .env(ENV_SECRET, secret.to_hex())
         .env(ENV_MAX_FRAME_LENGTH, config.max_frame_length.to_string())
+        .env(ENV_MAX_IN_FLIGHT, config.max_in_flight.to_string())
         .stdin(std::process::Stdio::null());
     // A role only for self-exec workers; never one inherited from a host
     // that is itself a self-exec worker.

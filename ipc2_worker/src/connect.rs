@@ -1,8 +1,9 @@
 //! Joining the host: read the environment the host prepared, connect to its
 //! socket and pass the handshake.
 //!
-//! A host that spawns a worker puts three variables in its environment: the
-//! socket's path, a one-time secret, and the maximum frame length. The worker
+//! A host that spawns a worker puts four variables in its environment: the
+//! socket's path, a one-time secret, the maximum frame length and how many
+//! jobs it may hand the worker at once. The worker
 //! connects, sends a `Hello` frame (protocol version, its pid, the secret)
 //! and waits for the host's `Welcome`; only then do jobs flow.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use ipc2_common::codec::encode_frame;
 use ipc2_common::connection::{BoxedReader, write_frames};
 use ipc2_common::liveness::LastHeard;
-use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_SECRET, ENV_SOCKET};
+use ipc2_common::protocol::{ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_SECRET, ENV_SOCKET};
 use ipc2_common::{
     Client, DEFAULT_MAX_FRAME_LENGTH, Frame, FrameCodec, FrameKind, FrameReader, Heartbeat, Hello,
     Outbox, PROTOCOL_VERSION, Secret,
@@ -57,17 +58,11 @@ where
             value: secret_value.clone(),
             reason: "expected 64 hexadecimal digits",
         })?;
-    let max_frame_length = match std::env::var_os(ENV_MAX_FRAME_LENGTH) {
-        None => DEFAULT_MAX_FRAME_LENGTH,
-        Some(value) => value
-            .to_str()
-            .and_then(|text| text.parse::<usize>().ok())
-            .ok_or_else(|| ConnectError::BadEnvironment {
-                variable: ENV_MAX_FRAME_LENGTH,
-                value: value.clone(),
-                reason: "expected a whole number of bytes",
-            })?,
-    };
+    let max_frame_length = env_number(ENV_MAX_FRAME_LENGTH, "expected a whole number of bytes")?
+        .unwrap_or(DEFAULT_MAX_FRAME_LENGTH);
+    let max_in_flight = env_number(ENV_MAX_IN_FLIGHT, "expected a whole number of jobs")?
+        .unwrap_or(1)
+        .max(1);
 
     let connection = C::connect(&address)
         .await
@@ -83,7 +78,8 @@ where
         max_frame_length,
     )
     .await?;
-    Ok(start(reader, writer, max_frame_length, None).0)
+    let (receiver, _) = start(reader, writer, max_frame_length, None);
+    Ok(receiver.with_max_in_flight(max_in_flight))
 }
 
 /// Sends this worker's `Hello` (with `secret`) and waits for the host's
@@ -134,6 +130,22 @@ where
         Receiver::new(inbound, outbox.clone(), max_frame_length),
         outbox,
     )
+}
+
+/// An optional whole number from the host's environment; `reason` says
+/// what was expected if it is not one.
+fn env_number(variable: &'static str, reason: &'static str) -> Result<Option<usize>, ConnectError> {
+    let Some(value) = std::env::var_os(variable) else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|text| text.parse::<usize>().ok()) {
+        Some(number) => Ok(Some(number)),
+        None => Err(ConnectError::BadEnvironment {
+            variable,
+            value,
+            reason,
+        }),
+    }
 }
 
 /// Connects over the default transport, the host's Unix socket: the

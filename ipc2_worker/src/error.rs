@@ -1,4 +1,5 @@
-//! Errors a worker can meet: connecting to its host, and replying.
+//! Errors a worker can meet: connecting to its host, replying, and serving
+//! a service.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -120,9 +121,28 @@ impl From<ReplyError> for StreamError {
     }
 }
 
+/// Why a service's `serve()` (`#[ipc2::service]`) ended with an error.
+#[derive(thiserror::Error)]
+pub enum ServeError {
+    /// The worker could not join its host.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The connection to the host broke while serving (the host sent
+    /// something that is not a frame of this protocol, or the stream failed).
+    #[error("the connection to the host failed while serving: {0}")]
+    Connection(#[source] CodecError),
+}
+
 /// Shows the message, so that `main() -> Result<(), Box<dyn Error>>`, which
 /// prints errors with `Debug`, prints something a person can act on.
 impl std::fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// Shows the message, as [`ConnectError`]'s `Debug` does.
+impl std::fmt::Debug for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
     }

@@ -31,6 +31,8 @@
 //! - [`stream`]: answering a job with a stream of items ([`StreamSender`]).
 //! - `inbound` (private): the connection's read side, driven by whoever waits.
 //! - `panic` (private): a panicking handler's report, sent as its job's answer.
+//! - [`service`]: the worker side of `#[ipc2::service]`: one call that
+//!   connects and answers every call with the service's implementation.
 //! - [`error`]: what can go wrong.
 
 #![warn(missing_docs)]
@@ -44,10 +46,11 @@ mod panic;
 pub mod receiver;
 pub mod remote;
 pub mod self_exec;
+pub mod service;
 pub mod stream;
 
 pub use connect::{connect, jobs};
-pub use error::{ConnectError, ReplyError, StreamError};
+pub use error::{ConnectError, ReplyError, ServeError, StreamError};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
 pub use remote::RemoteReceiver;

@@ -34,6 +34,7 @@ pub struct Receiver<In, Out> {
     inbound: Arc<Inbound>,
     outbox: Outbox,
     max_frame_length: usize,
+    max_in_flight: usize,
     /// Why the stream of jobs ended, once it has, if not cleanly.
     error: Option<CodecError>,
     /// Job frames handled so far, in the order the host sent them.
@@ -47,10 +48,23 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             inbound,
             outbox,
             max_frame_length,
+            max_in_flight: 1,
             error: None,
             yielded: 0,
             _messages: PhantomData,
         }
+    }
+
+    pub(crate) fn with_max_in_flight(mut self, jobs: usize) -> Self {
+        self.max_in_flight = jobs;
+        self
+    }
+
+    /// How many jobs the host may give this worker at once (the pool's
+    /// `max_in_flight_per_worker`). Above 1, a worker that wants to use
+    /// them runs jobs concurrently (e.g. moves each `tx` into its own task).
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// The next job, or `None` once the host has closed the connection or
@@ -99,6 +113,11 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// than a clean close or shutdown request from the host.
     pub fn error(&self) -> Option<&CodecError> {
         self.error.as_ref()
+    }
+
+    /// [`error`](Self::error), taken out.
+    pub(crate) fn take_error(&mut self) -> Option<CodecError> {
+        self.error.take()
     }
 }
 

@@ -191,6 +191,8 @@ where
             timeout: terms.heartbeat_timeout,
         };
         let (receiver, outbox) = start(reader, writer, max_frame_length, Some((heartbeat, heard)));
+        let receiver =
+            receiver.with_max_in_flight(usize::try_from(terms.max_in_flight).unwrap_or(usize::MAX));
         let beats = tokio::spawn(beat(outbox, heartbeat.interval)).abort_handle();
         Ok(Connected {
             receiver,

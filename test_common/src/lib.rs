@@ -8,6 +8,7 @@
 //! - [`pools`]: ready-made pools of the test workers, and a time bound for
 //!   async test bodies.
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
+//! - [`services`]: `#[ipc2::service]` traits for the service tests.
 //! - `tls` (feature `remote`): certificates made on the spot for TLS tests.
 //! - `remote` (feature `remote`): remote worker processes and pools that
 //!   admit them.
@@ -20,6 +21,7 @@ pub mod pools;
 pub mod process;
 #[cfg(feature = "remote")]
 pub mod remote;
+pub mod services;
 pub mod stranger;
 #[cfg(feature = "remote")]
 pub mod tls;

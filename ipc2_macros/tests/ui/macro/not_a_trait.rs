@@ -1,0 +1,6 @@
+#[ipc2::service]
+struct YourService {
+    key: String,
+}
+
+fn main() {}
