@@ -85,7 +85,7 @@ pub enum FrameKind {
     /// and end the job.
     Cancel = 0x08,
     /// Host → worker: the host is alive (remote workers only). No payload.
-    HostHeartbeat = 0x0f,
+    HostHeartbeat = 0x0c,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -114,7 +114,7 @@ pub enum FrameKind {
     /// Worker → host: stream job `id` ended normally after its items.
     StreamEnd = 0x1a,
     /// Worker → host: the worker is alive (remote workers only). No payload.
-    WorkerHeartbeat = 0x2f,
+    WorkerHeartbeat = 0x2c,
 }
 
 impl FrameKind {
@@ -129,7 +129,7 @@ impl FrameKind {
             0x06 => Self::StreamJob,
             0x07 => Self::Credit,
             0x08 => Self::Cancel,
-            0x0f => Self::HostHeartbeat,
+            0x0c => Self::HostHeartbeat,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
@@ -141,7 +141,7 @@ impl FrameKind {
             0x18 => Self::Failed,
             0x19 => Self::Item,
             0x1a => Self::StreamEnd,
-            0x2f => Self::WorkerHeartbeat,
+            0x2c => Self::WorkerHeartbeat,
             _ => return None,
         })
     }
