@@ -13,6 +13,8 @@
 //! - [`service`] (`ipc2_macros`): `#[ipc2::service]` turns a trait into typed
 //!   request and response enums, a host client and a worker loop; calls of
 //!   methods that return `Result<T, E>` fail with [`CallError<E>`].
+//! - `tls` (`ipc2_tls`, feature `tls`): workers on other machines, over TCP
+//!   with mutual TLS.
 //!
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
@@ -21,6 +23,8 @@ pub use ipc2_common as common;
 pub use ipc2_host as host;
 pub use ipc2_host::{CallError, Pool};
 pub use ipc2_macros::service;
+#[cfg(feature = "tls")]
+pub use ipc2_tls as tls;
 pub use ipc2_worker as worker;
 
 /// A message field for large bodies: through shared memory when large,

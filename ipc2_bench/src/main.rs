@@ -9,14 +9,16 @@
 //! The same executable is also every child the bench needs, through hidden
 //! subcommands: `floor-echo` (a floor's peer process), `pool-suite` (the
 //! ipc2 host, so it can be pinned and its RSS is its own), `worker` (the
-//! pools' worker), `service-worker` (the same jobs as an `#[ipc2::service]`)
-//! and `noop` (the bare-spawn floor).
+//! pools' worker), `service-worker` (the same jobs as an `#[ipc2::service]`),
+//! `remote-worker` (the same, dialling over TLS) and `noop` (the bare-spawn
+//! floor).
 
 mod floor;
 mod messages;
 mod pool;
 mod proc;
 mod python;
+mod remote;
 mod report;
 mod stats;
 mod worker;
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Some(pool::HOT_COMMAND) => pool::hot_child(&args[1..]),
         Some(worker::WORKER_COMMAND) => worker::run(),
         Some(worker::SERVICE_WORKER_COMMAND) => worker::run_service(),
+        Some(worker::REMOTE_WORKER_COMMAND) => worker::run_remote(),
         Some(worker::NOOP_COMMAND) => Ok(()),
         _ => match parse_options(&args) {
             Ok(Some(options)) => bench(&options),

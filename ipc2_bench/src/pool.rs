@@ -76,7 +76,7 @@ enum Payload {
 }
 
 /// The pool every figure uses.
-type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
+pub(crate) type Pool = WorkerSet<UnixListener, BenchReply, BenchJob>;
 
 /// Key of a jobs/s figure.
 pub fn jobs_key(workers: usize, concurrency: usize) -> String {
@@ -227,6 +227,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             }
         }
         report("ipc2.cold4", cold_start(&budget, &exe).await);
+        crate::remote::measure(&budget, &exe).await;
     });
     Ok(())
 }
@@ -305,7 +306,7 @@ fn host_runtime(current_thread: bool) -> std::io::Result<tokio::runtime::Runtime
 }
 
 /// Prints `prefix.name value` for each figure, or a note if it failed.
-fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
+pub(crate) fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
     match figures {
         Ok(figures) => {
             for (name, value) in figures {
@@ -321,7 +322,7 @@ fn report(prefix: &str, figures: Result<Vec<(&'static str, f64)>>) {
     }
 }
 
-fn latency_pair((p50, p99): (f64, f64)) -> Vec<(&'static str, f64)> {
+pub(crate) fn latency_pair((p50, p99): (f64, f64)) -> Vec<(&'static str, f64)> {
     vec![("p50_us", p50), ("p99_us", p99)]
 }
 
@@ -349,7 +350,7 @@ fn check_sum(reply: BenchReply, a: u32, b: u32) -> Result<()> {
 
 /// What the round-trip and jobs/s loops send their Add jobs through; each
 /// `add` checks the sum it gets back.
-trait Adder: Clone + Send + Sync + 'static {
+pub(crate) trait Adder: Clone + Send + Sync + 'static {
     fn add(&self, a: u32, b: u32) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -463,7 +464,7 @@ async fn service_latency(budget: &Budget, exe: &Path) -> Result<((f64, f64), (f6
 
 /// One repetition of a round-trip figure: p50 and p99 in µs of
 /// `latency_samples` Add jobs one after the other, after a warm-up.
-async fn round_trips<A: Adder>(budget: &Budget, adder: &A) -> Result<(f64, f64)> {
+pub(crate) async fn round_trips<A: Adder>(budget: &Budget, adder: &A) -> Result<(f64, f64)> {
     let budget = *budget;
     let adder = adder.clone();
     // Measured from a runtime task, where an application's sends run.
@@ -576,7 +577,11 @@ async fn batch_loop(pool: &Pool, window: Duration) -> Result<f64> {
 }
 
 /// `concurrency` tasks send Add jobs until `window` ends; returns jobs/s.
-async fn add_loop<A: Adder>(adder: &A, concurrency: usize, window: Duration) -> Result<f64> {
+pub(crate) async fn add_loop<A: Adder>(
+    adder: &A,
+    concurrency: usize,
+    window: Duration,
+) -> Result<f64> {
     let start = Instant::now();
     let deadline = start + window;
     let mut tasks = JoinSet::new();

@@ -477,6 +477,35 @@ fn rows() -> Vec<Row> {
         );
     }
     rows.extend([
+        heading(
+            "ipc2, remote workers over TLS on loopback (ratios: the Unix socket above, same run)",
+        ),
+        row(
+            "`send` round trip p50, 1 remote worker over TLS, 1 in flight",
+            "ipc2.tls.rt.p50_us",
+            "µs",
+        )
+        .ratio(
+            "ipc2.tls.rt.p50_us",
+            "ipc2.rt.unpinned.p50_us",
+            "Unix socket p50",
+        ),
+        row(
+            "`send` round trip p99, 1 remote worker over TLS, 1 in flight",
+            "ipc2.tls.rt.p99_us",
+            "µs",
+        )
+        .ratio(
+            "ipc2.tls.rt.p99_us",
+            "ipc2.rt.unpinned.p99_us",
+            "Unix socket p99",
+        ),
+        row(
+            "Add jobs/s, 2 remote workers over TLS, 64 in flight per worker",
+            crate::remote::JOBS_KEY,
+            "jobs/s",
+        )
+        .ratio(crate::remote::JOBS_KEY, IPC2_JOBS_2X64, "Unix socket"),
         heading(PYTHON_SECTION),
         row(
             "`ProcessPoolExecutor(2)` `submit().result()` p50",

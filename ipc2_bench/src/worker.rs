@@ -58,15 +58,38 @@ impl BenchService for Adder {
 async fn serve() -> Result<()> {
     let mut rx = ipc2_worker::connect::<UnixStream, BenchJob, BenchReply>().await?;
     while let Some(job) = rx.recv().await {
-        if let Job::Bidirectional { data, tx } = job {
-            let _ = tx.send(match data {
-                BenchJob::Add(a, b) => BenchReply::Sum(a.wrapping_add(b)),
-                BenchJob::Echo(body) => BenchReply::Echo(body),
-                BenchJob::EchoVec(bytes) => BenchReply::EchoVec(bytes),
-                BenchJob::EchoBlob(blob) => BenchReply::Blob(blob),
-                BenchJob::CopyBlob(blob) => BenchReply::Blob(Blob::copy_from_slice(&blob)),
-            });
-        }
+        answer(job);
     }
     Ok(())
+}
+
+/// Hidden subcommand that runs the worker as a remote one, over TLS (its
+/// settings in the environment, see `ipc2_tls::env`).
+pub const REMOTE_WORKER_COMMAND: &str = "remote-worker";
+
+/// Serves jobs from a host over TLS until killed (it redials when the
+/// connection is lost, as a remote worker does).
+pub fn run_remote() -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut rx = ipc2_tls::remote_jobs::<BenchJob, BenchReply>()?;
+            while let Some(job) = rx.recv().await {
+                answer(job);
+            }
+            Ok(())
+        })
+}
+
+fn answer(job: Job<BenchJob, BenchReply>) {
+    if let Job::Bidirectional { data, tx } = job {
+        let _ = tx.send(match data {
+            BenchJob::Add(a, b) => BenchReply::Sum(a.wrapping_add(b)),
+            BenchJob::Echo(body) => BenchReply::Echo(body),
+            BenchJob::EchoVec(bytes) => BenchReply::EchoVec(bytes),
+            BenchJob::EchoBlob(blob) => BenchReply::Blob(blob),
+            BenchJob::CopyBlob(blob) => BenchReply::Blob(Blob::copy_from_slice(&blob)),
+        });
+    }
 }

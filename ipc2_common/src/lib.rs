@@ -8,8 +8,11 @@
 //! - [`codec`]: how a frame is laid out in bytes and how messages are encoded
 //!   (bincode 1.3.3; the only module that knows the wire format).
 //! - [`connection`]: reading frames from and writing frames to a byte stream.
+//! - [`liveness`]: heartbeat settings, and noticing a silent network peer.
 //! - [`transport`]: the [`Server`] and [`Client`] traits, implemented for
-//!   tokio's `UnixListener` and `UnixStream`.
+//!   tokio's `UnixListener` and `UnixStream`, and their instance forms
+//!   [`Listener`] and [`Connector`] for transports built with more than an
+//!   address (TLS over TCP, in the `ipc2_tls` crate).
 //! - [`descriptors`]: passing file descriptors beside the byte stream, for
 //!   transports that can.
 //! - [`blob`]: [`Blob`], a message field for large bodies.
@@ -26,6 +29,7 @@ pub mod codec;
 pub mod connection;
 pub mod descriptors;
 pub mod error;
+pub mod liveness;
 pub mod protocol;
 pub mod runtime_thread;
 pub mod secret;
@@ -36,6 +40,9 @@ pub use blob::{Blob, BlobFull, BlobMut};
 pub use codec::{DEFAULT_MAX_FRAME_LENGTH, FrameCodec};
 pub use connection::{FrameReader, Outbox};
 pub use error::CodecError;
-pub use protocol::{Frame, FrameKind, Hello, Leaving, PROTOCOL_VERSION, PanicReport};
+pub use liveness::Heartbeat;
+pub use protocol::{Frame, FrameKind, Hello, Leaving, PROTOCOL_VERSION, PanicReport, Terms};
 pub use secret::Secret;
-pub use transport::{Channel, Client, Connection, PeerCredentials, Server};
+pub use transport::{
+    Channel, Client, Connection, Connector, Listener, PeerCredentials, RemotePeer, Server,
+};

@@ -27,8 +27,16 @@
 //! `RegionDetach` and `BodyRelease`, each in a kind of its direction. A job
 //! or reply whose message holds shared bodies carries their handles in a
 //! table after its payload (flagged in the kind byte; see [`crate::codec`]).
+//! A remote worker (one the host did not spawn, over a network) sends the
+//! same `Hello` with an all-zero secret: its identity is its certificate,
+//! checked by the transport. Its `Welcome` carries [`Terms`]; from then on
+//! both sides send heartbeats ([`FrameKind::HostHeartbeat`],
+//! [`FrameKind::WorkerHeartbeat`]) so that each notices a dead link or a
+//! frozen peer.
 //!
 //! The layout of a frame in bytes is the business of [`crate::codec`].
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -98,6 +106,8 @@ pub enum FrameKind {
     /// Host → worker: a region of the host's; its descriptor comes with the
     /// frame (`SCM_RIGHTS`). Payload: region (u32), size (u64).
     RegionAttach = 0x0f,
+    /// Host → worker: the host is alive (remote workers only). No payload.
+    HostHeartbeat = 0x0c,
     /// Worker → host: the handshake. Payload: a bincode [`Hello`].
     Hello = 0x10,
     /// Worker → host: the reply to job `id`. Payload: the message.
@@ -131,6 +141,8 @@ pub enum FrameKind {
     WorkerRegionDetach = 0x2e,
     /// Worker → host: as [`FrameKind::RegionAttach`].
     WorkerRegionAttach = 0x2f,
+    /// Worker → host: the worker is alive (remote workers only). No payload.
+    WorkerHeartbeat = 0x2c,
 }
 
 impl FrameKind {
@@ -145,6 +157,7 @@ impl FrameKind {
             0x06 => Self::StreamJob,
             0x07 => Self::Credit,
             0x08 => Self::Cancel,
+            0x0c => Self::HostHeartbeat,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
             0x12 => Self::NoReply,
@@ -162,6 +175,7 @@ impl FrameKind {
             0x2d => Self::WorkerBodyRelease,
             0x2e => Self::WorkerRegionDetach,
             0x2f => Self::WorkerRegionAttach,
+            0x2c => Self::WorkerHeartbeat,
             _ => return None,
         })
     }
@@ -228,4 +242,19 @@ pub fn credit_payload(items: u32) -> [u8; 4] {
 /// `u32`.
 pub fn parse_credit(payload: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(payload.try_into().ok()?))
+}
+
+/// What a host tells a remote worker in the payload of its `Welcome` (a
+/// spawned worker's `Welcome` is empty: its environment told it everything).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// The maximum frame length both sides enforce from now on.
+    pub max_frame_length: u64,
+    /// Jobs the host may give this worker at once.
+    pub max_in_flight: u64,
+    /// How often each side sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How long either side waits without hearing a byte from the other
+    /// before it drops the connection.
+    pub heartbeat_timeout: Duration,
 }

@@ -1,5 +1,5 @@
 //! How bytes get between host and worker: the [`Server`] and [`Client`]
-//! traits.
+//! traits, and their instance forms [`Listener`] and [`Connector`].
 //!
 //! The host is generic over a [`Server`] (it binds an address and accepts
 //! connections), the worker over a [`Client`] (it connects to that address).
@@ -11,9 +11,18 @@
 //! ([`Connection::into_channel`] returns [`Descriptors`] for it): then bodies
 //! above the threshold travel through shared memory. A transport that cannot
 //! (TCP, TLS) keeps the default, and the same messages travel inline.
+//!
+//! A transport that needs more than an address to get going (TLS over TCP
+//! needs certificates) is built by its own constructor and then used through
+//! the instance traits: a [`Listener`] is any value that accepts connections
+//! (every [`Server`] is one), a [`Connector`] any value that opens them. The
+//! host admits remote workers through a `Listener`; a remote worker
+//! reconnects through a `Connector`.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,6 +39,25 @@ pub struct PeerCredentials {
     pub uid: u32,
     /// The peer's process id, where the platform reports it.
     pub pid: Option<u32>,
+}
+
+/// A peer on another machine: its network address and, when its certificate
+/// proved one, its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemotePeer {
+    /// The peer's address and port, as this side sees them.
+    pub address: SocketAddr,
+    /// The first DNS name of the peer's verified certificate, if any.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for RemotePeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{name} at {}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
 }
 
 /// A bidirectional byte stream between host and worker.
@@ -50,6 +78,12 @@ pub trait Connection: Send + Sized + 'static {
     /// The peer's credentials, if the transport can tell. The host refuses
     /// connections from other users, and from processes it did not spawn.
     fn peer_credentials(&self) -> Option<PeerCredentials> {
+        None
+    }
+
+    /// The peer's network address and verified name, for transports that
+    /// reach other machines. Default: `None` (a local transport).
+    fn remote_peer(&self) -> Option<RemotePeer> {
         None
     }
 
@@ -84,22 +118,42 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-/// The host side of a transport: binds an address and accepts connections.
-pub trait Server: Send + Sync + Sized + 'static {
+/// Anything that accepts connections: what the host's accept loop needs.
+pub trait Listener: Send + Sync + Sized + 'static {
     /// The connections it accepts.
     type Connection: Connection;
 
+    /// Waits for the next connection. A transport with a handshake of its
+    /// own (TLS) returns only connections that completed it; it must not let
+    /// one slow peer hold up the others.
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
+}
+
+/// The host side of a transport the host binds itself, at a path in its
+/// private socket directory.
+pub trait Server: Listener {
     /// Binds `address`. Must be called inside a tokio runtime.
     fn bind(address: &Path) -> io::Result<Self>;
-
-    /// Waits for the next connection.
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
 }
 
 /// The worker side of a transport: connects to the host's address.
 pub trait Client: Connection {
     /// Connects to `address`.
     fn connect(address: &Path) -> impl Future<Output = io::Result<Self>> + Send;
+}
+
+/// Anything that opens connections to one host, again and again: what a
+/// remote worker reconnects with.
+pub trait Connector: Send + Sync + 'static {
+    /// The connections it opens.
+    type Connection: Connection;
+
+    /// Opens a new connection (including any handshake of the transport's
+    /// own).
+    fn connect(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
+
+    /// Where it connects to, for messages.
+    fn describe(&self) -> String;
 }
 
 impl Connection for UnixStream {
@@ -138,15 +192,17 @@ impl Connection for UnixStream {
     }
 }
 
-impl Server for UnixListener {
+impl Listener for UnixListener {
     type Connection = UnixStream;
-
-    fn bind(address: &Path) -> io::Result<Self> {
-        UnixListener::bind(address)
-    }
 
     async fn accept(&self) -> io::Result<UnixStream> {
         UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+impl Server for UnixListener {
+    fn bind(address: &Path) -> io::Result<Self> {
+        UnixListener::bind(address)
     }
 }
 

@@ -4,17 +4,22 @@
 //! private socket directory, binds the server, starts the spawning thread,
 //! the accept loop and one supervisor per worker, and returns once every
 //! worker has connected and passed its handshake, or with the first reason
-//! one could not.
+//! one could not. With [`WorkerSetBuilder::remote_workers`] it also starts a
+//! second accept loop for workers on other machines, and one slot task per
+//! remote slot (see `remote`).
 
 use std::ffi::OsString;
+use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::protocol::{ENV_BLOB_THRESHOLD, ENV_ROLE, ENV_SHARED_MEMORY_LIMIT};
 use ipc2_common::shm::{DEFAULT_BLOB_THRESHOLD, DEFAULT_SHARED_MEMORY_LIMIT};
-use ipc2_common::{Connection, DEFAULT_MAX_FRAME_LENGTH, Server};
+use ipc2_common::{Connection, DEFAULT_MAX_FRAME_LENGTH, Heartbeat, Listener, Server};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -28,8 +33,9 @@ pub use crate::config::{
 };
 use crate::dispatch::Dispatch;
 use crate::error::Error;
-use crate::gate::Gate;
+use crate::gate::{Gate, Route};
 use crate::io_thread::IoRuntime;
+use crate::remote;
 use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::spawner::Spawner;
@@ -70,7 +76,28 @@ pub struct WorkerSetBuilder<S, W, H> {
     shared_memory: bool,
     blob_threshold: usize,
     shared_memory_limit: usize,
+    remote: Option<RemoteSetup>,
+    heartbeat: Heartbeat,
+    wait_for_remote: usize,
     _types: PhantomData<fn(H) -> (S, W)>,
+}
+
+/// The accept loop of remote workers, type-erased so that the builder does
+/// not carry the listener's type.
+type AcceptLoop = Box<dyn FnOnce(Arc<Gate>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Remote workers to admit: their accept loop and how many at once.
+struct RemoteSetup {
+    accept: AcceptLoop,
+    slots: usize,
+}
+
+impl fmt::Debug for RemoteSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteSetup")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shows the settings given so far (message types need not implement
@@ -88,6 +115,8 @@ impl<S, W, H> std::fmt::Debug for WorkerSetBuilder<S, W, H> {
             .field("max_attempts", &self.max_attempts)
             .field("max_in_flight_per_worker", &self.max_in_flight)
             .field("queue_capacity", &self.queue_capacity)
+            .field("remote_workers", &self.remote)
+            .field("heartbeat", &self.heartbeat)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +151,9 @@ impl<S, W, H> Default for WorkerSetBuilder<S, W, H> {
             shared_memory: true,
             blob_threshold: DEFAULT_BLOB_THRESHOLD,
             shared_memory_limit: DEFAULT_SHARED_MEMORY_LIMIT,
+            remote: None,
+            heartbeat: Heartbeat::default(),
+            wait_for_remote: 0,
             _types: PhantomData,
         }
     }
@@ -352,7 +384,60 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
         self
     }
 
-    fn config(self) -> Result<Config, Error> {
+    /// Admits workers the set does not spawn: up to `slots` at once, that
+    /// dial in through `listener` (for TLS over TCP,
+    /// `ipc2_tls::TlsListener`), alongside the
+    /// [`worker_count`](Self::worker_count) workers the set spawns (set that
+    /// to 0 for remote workers only; no worker binary need be named then).
+    /// They serve the same jobs. The set never starts, restarts or kills
+    /// them: their platform does, and they reconnect on their own. When
+    /// one's connection is lost (closed, reset, or silent past the
+    /// [`heartbeat`](Self::heartbeat) timeout) the jobs it held fail with
+    /// [`Error::WorkerLost`] naming its address, or are retried under
+    /// [`max_attempts`](Self::max_attempts). A remote worker whose job times
+    /// out is not disconnected (it cannot be killed from here): the job fails
+    /// with `Timeout { killed: false }` and the worker takes no new job until
+    /// it answers. While no worker can serve (every remote slot vacant, no
+    /// spawned worker), sends fail at once with [`Error::NoWorkers`]. The
+    /// listener must have been created inside a tokio runtime.
+    pub fn remote_workers<L: Listener>(mut self, listener: L, slots: usize) -> Self {
+        let accept: AcceptLoop =
+            Box::new(move |gate: Arc<Gate>| Box::pin(gate.run(listener, Route::Remote)));
+        self.remote = Some(RemoteSetup { accept, slots });
+        self
+    }
+
+    /// How often the set and each remote worker send each other a
+    /// heartbeat (`interval`), and how long either waits without hearing a
+    /// byte before it drops the connection (`timeout`): a pulled cable, a
+    /// half-open connection or a frozen peer is noticed within `timeout`.
+    /// Remote workers learn both in their handshake. Default:
+    /// [`DEFAULT_HEARTBEAT_INTERVAL`](ipc2_common::liveness::DEFAULT_HEARTBEAT_INTERVAL)
+    /// (1 s) and
+    /// [`DEFAULT_HEARTBEAT_TIMEOUT`](ipc2_common::liveness::DEFAULT_HEARTBEAT_TIMEOUT)
+    /// (5 s). Spawned workers need none: the host learns of their death from
+    /// the kernel.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        self.heartbeat = Heartbeat {
+            interval,
+            timeout: timeout.max(interval),
+        };
+        self
+    }
+
+    /// Makes [`finish`](WorkerSetBuilder::finish) wait until this many
+    /// remote workers take jobs (within `connect_timeout`), or fail with
+    /// [`Error::RemoteJoinTimeout`]. Default: 0 (remote workers join
+    /// whenever they come).
+    pub fn wait_for_remote_workers(mut self, count: usize) -> Self {
+        self.wait_for_remote = count;
+        self
+    }
+
+    fn config(self) -> Result<(Config, Option<RemoteSetup>), Error> {
+        let worker_count = self.worker_count.unwrap_or_else(num_cpus::get);
+        let remote_slots = self.remote.as_ref().map_or(0, |remote| remote.slots);
         let worker_path = match (self.worker_path, &self.role) {
             (Some(_), Some(_)) => {
                 return Err(Error::Config(
@@ -361,6 +446,8 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             }
             (Some(path), None) => path,
             (None, Some(_)) => self_executable(),
+            // Remote workers only: nothing is spawned.
+            (None, None) if worker_count == 0 => PathBuf::new(),
             (None, None) => {
                 return Err(Error::Config(
                     "no worker named: give worker_path(..), or self_exec() to run this executable",
@@ -376,16 +463,22 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
                  its own; call ipc2_worker::run_if_worker(..) first thing in main",
             ));
         }
-        let worker_count = self.worker_count.unwrap_or_else(num_cpus::get);
-        if worker_count == 0 {
-            return Err(Error::Config("worker_count must be at least 1"));
+        if worker_count == 0 && remote_slots == 0 {
+            return Err(Error::Config(
+                "worker_count must be at least 1 (or remote_workers be given slots)",
+            ));
+        }
+        if self.wait_for_remote > remote_slots {
+            return Err(Error::Config(
+                "wait_for_remote_workers asks for more workers than remote_workers has slots",
+            ));
         }
         if self.max_frame_length > u32::MAX as usize {
             return Err(Error::Config(
                 "max_frame_length must fit in 32 bits (at most 4 GiB - 1)",
             ));
         }
-        Ok(Config {
+        let config = Config {
             worker_count,
             worker_path,
             role: self.role,
@@ -408,7 +501,11 @@ impl<S, W, H> WorkerSetBuilder<S, W, H> {
             shared_memory: self.shared_memory,
             blob_threshold: self.blob_threshold,
             shared_memory_limit: self.shared_memory_limit,
-        })
+            remote_slots,
+            heartbeat: self.heartbeat,
+            wait_for_remote: self.wait_for_remote,
+        };
+        Ok((config, self.remote))
     }
 }
 
@@ -435,8 +532,12 @@ where
     /// connecting, connect deadline passed), after cleaning up whatever was
     /// started. Must be called inside a tokio runtime.
     pub async fn finish(self) -> Result<WorkerSet<S, W, H>, Error> {
-        let mut config = self.config()?;
-        config.shared_memory &= <S::Connection as Connection>::PASSES_DESCRIPTORS;
+        let (mut config, remote) = self.config()?;
+        // Blobs go to shared memory before dispatch picks a worker, so only
+        // when every worker can map it: a spawned one, on a transport that
+        // passes descriptors. With remote workers, blobs travel inline.
+        config.shared_memory &=
+            <S::Connection as Connection>::PASSES_DESCRIPTORS && config.remote_slots == 0;
         let threshold = match config.shared_memory {
             true => config.blob_threshold,
             false => usize::MAX,
@@ -478,7 +579,7 @@ where
         let gate = Arc::new(Gate::new(config.handshake_timeout, config.max_frame_length));
         let shared = Arc::new(Shared {
             dispatch: Dispatch::new(
-                config.worker_count,
+                config.worker_count + config.remote_slots,
                 config.max_in_flight,
                 config.max_jobs_per_worker,
                 config.queue_capacity,
@@ -492,16 +593,31 @@ where
         });
 
         let tasks = runtime.handle();
-        let gate_task = tasks.spawn(gate.run(listener));
+        let local = Arc::clone(&gate).run(listener, Route::Secret);
+        let gate_task = match remote {
+            // One task accepts on both listeners, so one abort stops both.
+            Some(remote) => tasks.spawn(async move {
+                tokio::join!(local, (remote.accept)(gate));
+            }),
+            None => tasks.spawn(local),
+        };
         let count = shared.config.worker_count;
-        let (started, mut startups) = mpsc::channel(count);
-        let supervisors = (0..count)
+        let remote_slots = count..count + shared.config.remote_slots;
+        let (started, mut startups) = mpsc::channel(count.max(1));
+        let (joined, mut joins) = mpsc::channel(remote_slots.len().max(1));
+        let mut supervisors: Vec<_> = (0..count)
             .map(|slot| {
                 let task = supervise(Arc::clone(&shared), slot, started.clone());
                 tasks.spawn(task.instrument(tracing::info_span!("ipc2_worker_slot", slot)))
             })
             .collect();
-        drop(started);
+        supervisors.extend(remote_slots.map(|slot| {
+            let task = remote::run_slot(Arc::clone(&shared), slot, joined.clone());
+            tasks.spawn(task.instrument(tracing::info_span!("ipc2_remote_slot", slot)))
+        }));
+        drop((started, joined));
+        let (wait_for_remote, connect_timeout) =
+            (shared.config.wait_for_remote, shared.config.connect_timeout);
         // From here on, dropping `inner` tears everything down.
         let inner = Inner::new(shared, gate_task, supervisors, socket_dir, runtime);
         for _ in 0..count {
@@ -509,6 +625,23 @@ where
                 Some(Ok(())) => {}
                 Some(Err(error)) => return Err(error),
                 None => return Err(Error::Closed),
+            }
+        }
+        if wait_for_remote > 0 {
+            // Only then: a set may be finished where no tokio timer runs.
+            let mut joined = 0;
+            let waited = tokio::time::timeout(connect_timeout, async {
+                while joined < wait_for_remote && joins.recv().await.is_some() {
+                    joined += 1;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                return Err(Error::RemoteJoinTimeout {
+                    expected: wait_for_remote,
+                    joined,
+                    timeout: connect_timeout,
+                });
             }
         }
         Ok(WorkerSet::from_inner(inner))

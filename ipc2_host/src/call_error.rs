@@ -63,6 +63,24 @@ pub enum CallError<E> {
         status: ExitInfo,
     },
 
+    /// See [`Error::WorkerLost`].
+    #[error(
+        "remote worker {worker} (pid {pid}, {peer}) was lost while running this call \
+         ({reason}); the call may have partly run"
+    )]
+    WorkerLost {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id on its own machine.
+        pid: u32,
+        /// Its address and certificate name.
+        peer: ipc2_common::RemotePeer,
+        /// Workers the call was given to.
+        attempts: u32,
+        /// How the connection was lost.
+        reason: String,
+    },
+
     /// See [`Error::Protocol`].
     #[error(
         "worker {worker} (pid {pid}) broke the ipc2 protocol ({source}); it was killed and is \
@@ -240,7 +258,8 @@ impl<E> CallError<E> {
     }
 
     /// Whether sending the same call again may succeed: its worker died
-    /// ([`WorkerDied`](Self::WorkerDied)), it ran past its deadline
+    /// ([`WorkerDied`](Self::WorkerDied)) or was lost
+    /// ([`WorkerLost`](Self::WorkerLost)), it ran past its deadline
     /// ([`Timeout`](Self::Timeout)), the queue was full
     /// ([`QueueFull`](Self::QueueFull)) or no worker could take it for now
     /// ([`NoWorkers`](Self::NoWorkers)). A call that died or timed out may
@@ -250,6 +269,7 @@ impl<E> CallError<E> {
         matches!(
             self,
             CallError::WorkerDied { .. }
+                | CallError::WorkerLost { .. }
                 | CallError::Timeout { .. }
                 | CallError::QueueFull { .. }
                 | CallError::NoWorkers { .. }
@@ -269,6 +289,19 @@ impl<E> From<Error> for CallError<E> {
                 worker,
                 pid,
                 status,
+            },
+            Error::WorkerLost {
+                worker,
+                pid,
+                peer,
+                attempts,
+                reason,
+            } => CallError::WorkerLost {
+                worker,
+                pid,
+                peer,
+                attempts,
+                reason,
             },
             Error::Protocol {
                 worker,
@@ -361,7 +394,8 @@ impl<E> From<Error> for CallError<E> {
             | Error::ExitedBeforeConnect { .. }
             | Error::ConnectTimeout { .. }
             | Error::HandshakeMismatch { .. }
-            | Error::BlockingInRuntime { .. }) => CallError::Other(other),
+            | Error::BlockingInRuntime { .. }
+            | Error::RemoteJoinTimeout { .. }) => CallError::Other(other),
         }
     }
 }

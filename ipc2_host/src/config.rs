@@ -10,6 +10,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipc2_common::Heartbeat;
+
 /// Default number of stream items a worker may send ahead of its caller.
 pub const DEFAULT_STREAM_WINDOW: u32 = 16;
 /// The role `self_exec()` gives workers.
@@ -88,4 +90,9 @@ pub(crate) struct Config {
     pub(crate) shared_memory: bool,
     pub(crate) blob_threshold: usize,
     pub(crate) shared_memory_limit: usize,
+    /// Slots for remote workers, after the `worker_count` spawned ones.
+    pub(crate) remote_slots: usize,
+    pub(crate) heartbeat: Heartbeat,
+    /// Remote workers `finish()` waits for.
+    pub(crate) wait_for_remote: usize,
 }

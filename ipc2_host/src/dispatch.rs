@@ -21,7 +21,7 @@ use bytes::Bytes;
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::protocol::{FrameKind, credit_payload};
 use ipc2_common::shm::Lent;
-use ipc2_common::{Frame, Outbox};
+use ipc2_common::{Frame, Outbox, RemotePeer};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -150,6 +150,8 @@ struct Slot {
     live: Option<LiveWorker>,
     jobs_done: u64,
     restarts: u64,
+    /// A remote worker's address and name.
+    peer: Option<RemotePeer>,
 }
 
 struct State {
@@ -170,6 +172,8 @@ pub(crate) struct Dispatch {
     room: Option<Semaphore>,
     /// Signalled whenever a draining set runs out of queued and running jobs.
     drained: Notify,
+    /// Signalled when slots must stop (workers told to exit, or torn down).
+    stopping: Notify,
 }
 
 impl Dispatch {
@@ -186,6 +190,7 @@ impl Dispatch {
                 live: None,
                 jobs_done: 0,
                 restarts: 0,
+                peer: None,
             })
             .collect();
         Self {
@@ -199,6 +204,7 @@ impl Dispatch {
             max_jobs_per_worker: max_jobs,
             room: queue_capacity.map(Semaphore::new),
             drained: Notify::new(),
+            stopping: Notify::new(),
         }
     }
 
@@ -565,6 +571,7 @@ impl Dispatch {
         }
         if !matches!(new_state, WorkerState::Serving | WorkerState::Retiring) {
             entry.pid = None;
+            entry.peer = None;
         }
         entry.state = new_state;
         if failure.is_some() {
@@ -588,6 +595,26 @@ impl Dispatch {
     /// Whether slots must stop restarting workers.
     pub(crate) fn stopping(&self) -> bool {
         matches!(self.lock().phase, Phase::Stopping | Phase::Closed)
+    }
+
+    /// Resolves once slots must stop (at once if they already must).
+    pub(crate) async fn until_stopping(&self) {
+        loop {
+            let notified = self.stopping.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stopping() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records the address and name of the remote worker in `slot`.
+    pub(crate) fn set_peer(&self, slot: usize, peer: RemotePeer) {
+        if let Some(entry) = self.lock().slots.get_mut(slot) {
+            entry.peer = Some(peer);
+        }
     }
 
     /// Starts a graceful shutdown: no new jobs; queued and running ones go
@@ -629,6 +656,7 @@ impl Dispatch {
             return;
         }
         state.phase = Phase::Stopping;
+        self.stopping.notify_waiters();
         let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) else {
             return;
         };
@@ -642,6 +670,7 @@ impl Dispatch {
     pub(crate) fn close(&self, error: fn() -> Error) -> usize {
         let mut state = self.lock();
         state.phase = Phase::Closed;
+        self.stopping.notify_waiters();
         let queued: Vec<Responder> = state.queue.drain(..).map(|job| job.reply).collect();
         let running: Vec<Responder> = state
             .slots
@@ -657,11 +686,13 @@ impl Dispatch {
         failed
     }
 
-    /// Pids of the workers currently taking jobs.
+    /// Pids of the spawned workers currently taking jobs (a remote worker's
+    /// pid is on another machine).
     pub(crate) fn pids(&self) -> Vec<u32> {
         self.lock()
             .slots
             .iter()
+            .filter(|slot| slot.peer.is_none())
             .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
             .filter_map(|slot| slot.pid)
             .collect()
@@ -681,6 +712,7 @@ impl Dispatch {
                 jobs_done: slot.jobs_done,
                 in_flight: slot.live.as_ref().map_or(0, LiveWorker::busy),
                 restarts: slot.restarts,
+                peer: slot.peer.clone(),
             })
             .collect();
         (workers, state.queue.len())
@@ -702,7 +734,10 @@ impl State {
         let hopeless = |slot: &Slot| {
             matches!(
                 slot.state,
-                WorkerState::BackingOff | WorkerState::Failed | WorkerState::Stopped
+                WorkerState::BackingOff
+                    | WorkerState::Failed
+                    | WorkerState::Stopped
+                    | WorkerState::Vacant
             )
         };
         if self.slots.iter().all(hopeless) {

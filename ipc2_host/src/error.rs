@@ -10,7 +10,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc2_common::CodecError;
+use ipc2_common::{CodecError, RemotePeer};
 
 /// How a worker process ended, as far as the host could tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +139,43 @@ pub enum Error {
         pid: u32,
         /// How it ended.
         status: ExitInfo,
+    },
+
+    /// The connection to a remote worker (one the set did not spawn) was
+    /// lost while it held this job: closed, reset, or silent for longer than
+    /// the heartbeat timeout. The job may have partly run. The set does not
+    /// restart remote workers (their platform does); they reconnect.
+    #[error(
+        "remote worker {worker} (pid {pid}, {peer}) was lost while running this job ({reason}){}; \
+         the job may have partly run. Retry if it is idempotent, or set max_attempts",
+        if *attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
+    )]
+    WorkerLost {
+        /// Slot of the worker.
+        worker: usize,
+        /// Its process id on its own machine, as it said in its handshake.
+        pid: u32,
+        /// Its address and certificate name.
+        peer: RemotePeer,
+        /// Workers the job was given to.
+        attempts: u32,
+        /// How the connection was lost.
+        reason: String,
+    },
+
+    /// No remote worker joined in time: `finish()` was asked to wait for
+    /// some (`wait_for_remote_workers`).
+    #[error(
+        "only {joined} of {expected} remote workers joined within {timeout:?}; check that they \
+         run, reach the host's address, and present a certificate its CA signed"
+    )]
+    RemoteJoinTimeout {
+        /// Remote workers `finish()` waited for.
+        expected: usize,
+        /// Remote workers that had joined.
+        joined: usize,
+        /// How long it waited (`connect_timeout`).
+        timeout: Duration,
     },
 
     /// The worker broke the protocol (malformed or unexpected frame). It can

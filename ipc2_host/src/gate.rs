@@ -18,6 +18,11 @@
 //! connecting, so it is never the oldest for long). A connection that passes
 //! is handed to the supervisor of the worker whose secret it presented,
 //! which checks that the connecting process is the one it spawned.
+//!
+//! Remote workers arrive through a second listener (see `remote`), whose
+//! transport has already checked their certificate. They pass the same
+//! rules except the secret (theirs is all zeros), and are handed to any
+//! remote slot that waits for a worker; with none vacant, they are refused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +32,11 @@ use std::time::Duration;
 use ipc2_common::codec::decode_message;
 use ipc2_common::connection::{BoxedReader, BoxedWriter};
 use ipc2_common::descriptors::Descriptors;
+use ipc2_common::liveness::{Heard, LastHeard};
 use ipc2_common::protocol::HANDSHAKE_MAX_FRAME_LENGTH;
 use ipc2_common::{
-    Connection, FrameCodec, FrameKind, FrameReader, Hello, PROTOCOL_VERSION, Secret, Server,
+    Connection, FrameCodec, FrameKind, FrameReader, Hello, Listener, PROTOCOL_VERSION, RemotePeer,
+    Secret,
 };
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -44,11 +51,24 @@ pub(crate) struct Admitted {
     pub(crate) writer: BoxedWriter,
     /// Descriptor passing, if the transport has it (for shared memory).
     pub(crate) descriptors: Option<Arc<dyn Descriptors>>,
+    /// A remote worker's address and name, and when it last sent a byte.
+    pub(crate) remote: Option<(RemotePeer, LastHeard)>,
+}
+
+/// Which rule admits the connections of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Spawned workers: the one-time secret names the slot.
+    Secret,
+    /// Remote workers: any vacant remote slot takes them.
+    Remote,
 }
 
 /// The secrets the set waits for, and the rules of admission.
 pub(crate) struct Gate {
     expected: Mutex<Vec<(Secret, oneshot::Sender<Admitted>)>>,
+    /// Remote slots waiting for a worker, first come first served.
+    vacancies: Mutex<VecDeque<oneshot::Sender<Admitted>>>,
     /// Connections still in their handshake, oldest first.
     pending: Mutex<VecDeque<(u64, AbortHandle)>>,
     next_connection: AtomicU64,
@@ -61,6 +81,7 @@ impl Gate {
     pub(crate) fn new(handshake_timeout: Duration, max_frame_length: usize) -> Self {
         Self {
             expected: Mutex::new(Vec::new()),
+            vacancies: Mutex::new(VecDeque::new()),
             pending: Mutex::new(VecDeque::new()),
             next_connection: AtomicU64::new(0),
             uid: rustix::process::geteuid().as_raw(),
@@ -70,15 +91,11 @@ impl Gate {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<(Secret, oneshot::Sender<Admitted>)>> {
-        self.expected
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.expected)
     }
 
     fn pending(&self) -> MutexGuard<'_, VecDeque<(u64, AbortHandle)>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.pending)
     }
 
     /// Waits for a connection presenting `secret`. Dropping the receiver
@@ -89,6 +106,27 @@ impl Gate {
         expected.retain(|(_, waiter)| !waiter.is_closed());
         expected.push((secret, tx));
         rx
+    }
+
+    /// Waits for a remote worker to take this slot. Dropping the receiver
+    /// withdraws the offer.
+    pub(crate) fn vacancy(&self) -> oneshot::Receiver<Admitted> {
+        let (tx, rx) = oneshot::channel();
+        let mut vacancies = lock(&self.vacancies);
+        vacancies.retain(|waiter| !waiter.is_closed());
+        vacancies.push_back(tx);
+        rx
+    }
+
+    /// The longest-waiting remote slot still waiting.
+    fn vacant(&self) -> Option<oneshot::Sender<Admitted>> {
+        let mut vacancies = lock(&self.vacancies);
+        while let Some(waiter) = vacancies.pop_front() {
+            if !waiter.is_closed() {
+                return Some(waiter);
+            }
+        }
+        None
     }
 
     /// Takes the waiter for `presented`, comparing every expected secret in
@@ -106,13 +144,14 @@ impl Gate {
         position.map(|index| expected.swap_remove(index).1)
     }
 
-    /// Accepts connections forever, each checked in its own task.
-    pub(crate) async fn run<S: Server>(self: Arc<Self>, listener: S) {
+    /// Accepts connections forever, each checked in its own task and
+    /// admitted by `route`'s rule.
+    pub(crate) async fn run<L: Listener>(self: Arc<Self>, listener: L, route: Route) {
         loop {
             match listener.accept().await {
                 Ok(connection) => {
                     let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-                    let task = tokio::spawn(Arc::clone(&self).admit(connection, id));
+                    let task = tokio::spawn(Arc::clone(&self).admit(connection, id, route));
                     if task.is_finished() {
                         continue;
                     }
@@ -138,7 +177,7 @@ impl Gate {
         }
     }
 
-    async fn admit<C: Connection>(self: Arc<Self>, connection: C, id: u64) {
+    async fn admit<C: Connection>(self: Arc<Self>, connection: C, id: u64, route: Route) {
         let _pending = Pending { gate: &self, id };
         let credentials = connection.peer_credentials();
         if credentials.is_some_and(|credentials| credentials.uid != self.uid) {
@@ -148,8 +187,22 @@ impl Gate {
             );
             return;
         }
+        let remote = match route {
+            Route::Secret => None,
+            Route::Remote => match connection.remote_peer() {
+                Some(peer) => Some((peer, LastHeard::new())),
+                None => {
+                    tracing::warn!("refused a remote connection whose transport names no peer");
+                    return;
+                }
+            },
+        };
         let channel = connection.into_channel();
-        let (reader, writer) = (channel.reader, channel.writer);
+        let reader: BoxedReader = match &remote {
+            Some((_, heard)) => Box::new(Heard::new(channel.reader, heard.clone())),
+            None => channel.reader,
+        };
+        let writer = channel.writer;
         let mut reader = FrameReader::new(reader, FrameCodec::new(HANDSHAKE_MAX_FRAME_LENGTH));
         let Ok(Ok(Some(frame))) = tokio::time::timeout(self.handshake_timeout, reader.next()).await
         else {
@@ -164,7 +217,15 @@ impl Gate {
         if hello.version != PROTOCOL_VERSION {
             return;
         }
-        let Some(waiter) = self.redeem(&hello.secret) else {
+        let waiter = match route {
+            Route::Secret => self.redeem(&hello.secret),
+            Route::Remote => self.vacant(),
+        };
+        let Some(waiter) = waiter else {
+            if route == Route::Remote {
+                tracing::warn!(peer = ?remote.as_ref().map(|(peer, _)| peer.to_string()),
+                    "refused a remote worker: every remote slot is taken");
+            }
             return;
         };
         reader
@@ -176,8 +237,15 @@ impl Gate {
             reader,
             writer,
             descriptors: channel.descriptors,
+            remote,
         });
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Removes a connection from the pending list however its handshake ends.

@@ -45,6 +45,8 @@
 //!   or as part of a batch.
 //! - `io_thread` (private): where the pool's own tasks run.
 //! - `gate` (private): the socket's accept loop and the handshake check.
+//! - `remote` (private): slots served by workers on other machines, which
+//!   dial in (see [`WorkerSetBuilder::remote_workers`]).
 //! - `socket_dir` (private): the private directory the socket lives in.
 
 #![warn(missing_docs)]
@@ -59,6 +61,7 @@ mod gate;
 mod io_thread;
 pub mod map;
 pub mod pending;
+mod remote;
 mod responder;
 pub mod service;
 mod shared;
@@ -73,6 +76,7 @@ pub use builder::WorkerSetBuilder;
 pub use call_error::{CallError, Fallible};
 pub use error::{Error, ExitInfo};
 pub use ipc2_common::{Blob, BlobFull, BlobMut};
+pub use ipc2_common::{Heartbeat, RemotePeer};
 pub use map::{Map, MapUnordered};
 pub use pending::PendingReply;
 pub use stats::{FailureCounts, ShutdownReport, Stats, WorkerState, WorkerStats};

@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ipc2_common::RemotePeer;
+
 use crate::error::Error;
 
 /// What a worker slot is doing.
@@ -27,6 +29,9 @@ pub enum WorkerState {
     /// Too many failed starts within the restart window: the slot stopped
     /// trying.
     Failed,
+    /// A remote slot that waits for a worker to dial in (the set never
+    /// starts remote workers itself).
+    Vacant,
     /// The set shut down.
     Stopped,
 }
@@ -47,6 +52,9 @@ pub struct WorkerStats {
     pub in_flight: usize,
     /// Times a replacement worker was started in this slot.
     pub restarts: u64,
+    /// For a remote worker, its address and certificate name (`None` for a
+    /// worker the set spawned, or a vacant slot).
+    pub peer: Option<RemotePeer>,
 }
 
 /// How many jobs failed, by kind of error.
@@ -57,6 +65,8 @@ pub struct FailureCounts {
     pub worker_died: u64,
     /// [`Error::Timeout`].
     pub timed_out: u64,
+    /// [`Error::WorkerLost`].
+    pub worker_lost: u64,
     /// [`Error::RetriesExhausted`].
     pub retries_exhausted: u64,
     /// [`Error::NoReply`].
@@ -82,6 +92,7 @@ impl FailureCounts {
     pub fn total(&self) -> u64 {
         self.worker_died
             + self.timed_out
+            + self.worker_lost
             + self.retries_exhausted
             + self.no_reply
             + self.panicked
@@ -129,6 +140,7 @@ pub(crate) struct Counters {
     completed: AtomicU64,
     worker_died: AtomicU64,
     timed_out: AtomicU64,
+    worker_lost: AtomicU64,
     retries_exhausted: AtomicU64,
     no_reply: AtomicU64,
     panicked: AtomicU64,
@@ -147,6 +159,7 @@ impl Counters {
             Ok(_) => &self.completed,
             Err(Error::WorkerDied { .. }) => &self.worker_died,
             Err(Error::Timeout { .. }) => &self.timed_out,
+            Err(Error::WorkerLost { .. }) => &self.worker_lost,
             Err(Error::RetriesExhausted { .. }) => &self.retries_exhausted,
             Err(Error::NoReply { .. }) => &self.no_reply,
             Err(Error::Panicked { .. }) => &self.panicked,
@@ -169,6 +182,7 @@ impl Counters {
         FailureCounts {
             worker_died: load(&self.worker_died),
             timed_out: load(&self.timed_out),
+            worker_lost: load(&self.worker_lost),
             retries_exhausted: load(&self.retries_exhausted),
             no_reply: load(&self.no_reply),
             panicked: load(&self.panicked),

@@ -29,18 +29,20 @@
 //! any slot cannot start.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, share_memory, write_frames};
+use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::{
     ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_ROLE, ENV_SECRET, ENV_SOCKET,
 };
 use ipc2_common::shm::Side;
 use ipc2_common::{
-    CodecError, Frame, FrameKind, FrameReader, Leaving, Outbox, PanicReport, Secret,
+    CodecError, Frame, FrameKind, FrameReader, Heartbeat, Leaving, Outbox, PanicReport, Secret,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -61,6 +63,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const ANSWER_BATCH: usize = 256;
 /// How long replies already sent by a worker that exited are still read.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// A time that never comes, for timers that are switched off.
+const FAR: Duration = Duration::from_secs(86_400 * 365);
 
 /// A worker that passed its handshake.
 struct Serving {
@@ -71,7 +75,7 @@ struct Serving {
 }
 
 /// Why a serving worker stopped.
-enum End {
+pub(crate) enum End {
     /// The connection closed.
     Closed,
     /// The process exited.
@@ -80,6 +84,8 @@ enum End {
     TimedOut,
     /// It sent something it must not; it is to be killed.
     Violation(Arc<CodecError>),
+    /// Nothing arrived from a remote worker for this long.
+    Silent(Duration),
 }
 
 /// Runs slot `slot` until the set stops it. The outcome of the first start
@@ -259,62 +265,26 @@ fn forward_output(
 async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String> {
     let Serving {
         mut process,
-        mut reader,
+        reader,
         outbox,
         wake,
     } = serving;
     let pid = process.pid();
-    let config = &shared.config;
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
-    let mut watch = Watch::default();
-    let mut frames = Vec::with_capacity(ANSWER_BATCH);
-    let mut done = Vec::with_capacity(ANSWER_BATCH);
-
-    let end = loop {
-        tokio::select! {
-            // Deadlines first: a worker that keeps the reader busy with
-            // answers must not postpone another job's timeout.
-            biased;
-            () = timer.as_mut(), if armed.is_some() => {
-                let kill = config.kill_on_timeout;
-                let (expired, next) = shared.dispatch.expire(slot, Instant::now(), !kill);
-                let kill = kill && !expired.is_empty();
-                for held in expired {
-                    let after = held.job.timeout.unwrap_or_default();
-                    tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
-                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
-                }
-                armed = None;
-                if kill {
-                    break End::TimedOut;
-                }
-                rearm(timer.as_mut(), &mut armed, next);
-            }
-            frame = reader.next() => match frame {
-                Ok(Some(frame)) => match answer(shared, slot, pid, reader.take_ready(frame, &mut frames, ANSWER_BATCH), &mut done, &mut watch, &outbox) {
-                    Ok(next) => {
-                        if next.retire && !watch.retiring {
-                            watch.retiring = true;
-                            tracing::info!(worker = slot, pid, "worker reached max_jobs_per_worker; retiring it");
-                            if let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) {
-                                let _ = outbox.send(shutdown);
-                            }
-                        }
-                        rearm(timer.as_mut(), &mut armed, next.deadline);
-                    }
-                    Err(violation) => break End::Violation(violation),
-                },
-                // A worker that dies mid-write leaves a reset or a truncated
-                // frame: that is an exit, not a protocol violation.
-                Ok(None) | Err(CodecError::Io(_) | CodecError::Truncated { .. }) => break End::Closed,
-                Err(violation) => break End::Violation(Arc::new(violation)),
-            },
-            status = process.wait() => break End::Exited(status),
-            () = wake.notified() => rearm(timer.as_mut(), &mut armed, shared.dispatch.next_deadline(slot)),
-        }
+    let mut link = Link {
+        reader,
+        outbox,
+        wake,
     };
+    let vigil = Vigil {
+        exited: process.wait(),
+        kill_on_timeout: shared.config.kill_on_timeout,
+        heartbeat: None,
+    };
+    let (end, mut watch) = serve_link(shared, slot, pid, &mut link, vigil).await;
+    let Link {
+        mut reader, outbox, ..
+    } = link;
+    let (mut frames, mut done) = (Vec::new(), Vec::new());
 
     shared.dispatch.stop_routing(slot);
     let status = match &end {
@@ -335,7 +305,7 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
             Ok(status) => status,
             Err(_) => process.kill().await,
         },
-        End::TimedOut | End::Violation(_) => process.kill().await,
+        End::TimedOut | End::Violation(_) | End::Silent(_) => process.kill().await,
     };
     drop((reader, outbox));
 
@@ -344,7 +314,9 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
     let died_of_a_job_panic =
         watch.job_panicked && (watch.leaving_in_panic || status.code() == Some(PANIC_EXIT_CODE));
     for held in held {
-        settle(shared, slot, pid, status, &end, held);
+        settle(shared, slot, pid, &end, held, |attempts| {
+            died(slot, pid, status, attempts)
+        });
     }
     match &end {
         End::Violation(source) => {
@@ -376,6 +348,137 @@ async fn serve(shared: &Shared, slot: usize, serving: Serving) -> Option<String>
     }
 }
 
+/// A connection that passed its handshake: where its answers are read and
+/// its jobs written.
+pub(crate) struct Link {
+    pub(crate) reader: FrameReader<BoxedReader>,
+    pub(crate) outbox: Outbox,
+    /// Woken when a job with a deadline is given to the worker.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// What a serving loop watches besides the connection.
+pub(crate) struct Vigil<F> {
+    /// Resolves if the worker's process exits (never, for a remote worker).
+    pub(crate) exited: F,
+    /// Whether a timed-out job ends the connection (its worker is then
+    /// killed) or leaves the worker to finish it.
+    pub(crate) kill_on_timeout: bool,
+    /// Heartbeats to send, and the silence that ends the connection.
+    pub(crate) heartbeat: Option<(Heartbeat, LastHeard)>,
+}
+
+/// Serves jobs on `link` until it ends: reads the worker's answers and
+/// resolves their jobs, enforces job deadlines, asks the worker to retire
+/// after `max_jobs_per_worker` jobs, and (with a heartbeat) sends heartbeats
+/// and watches for silence. Returns why it ended and what the worker said
+/// about itself; the caller settles what the worker still holds.
+pub(crate) async fn serve_link(
+    shared: &Shared,
+    slot: usize,
+    pid: u32,
+    link: &mut Link,
+    vigil: Vigil<impl Future<Output = ExitInfo>>,
+) -> (End, Watch) {
+    let Link {
+        reader,
+        outbox,
+        wake,
+    } = link;
+    let Vigil {
+        exited,
+        kill_on_timeout,
+        heartbeat,
+    } = vigil;
+    tokio::pin!(exited);
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let mut watch = Watch::default();
+    let mut frames = Vec::with_capacity(ANSWER_BATCH);
+    let mut done = Vec::with_capacity(ANSWER_BATCH);
+    let beat = heartbeat.as_ref().map(|(beat, _)| *beat);
+    let mut ticker = tokio::time::interval(beat.map_or(FAR, |beat| beat.interval));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silence = tokio::time::sleep_until(silence_deadline(&heartbeat));
+    tokio::pin!(silence);
+
+    let end = loop {
+        tokio::select! {
+            // Deadlines first: a worker that keeps the reader busy with
+            // answers must not postpone another job's timeout.
+            biased;
+            () = timer.as_mut(), if armed.is_some() => {
+                let kill = kill_on_timeout;
+                let (expired, next) = shared.dispatch.expire(slot, Instant::now(), !kill);
+                let kill = kill && !expired.is_empty();
+                for held in expired {
+                    let after = held.job.timeout.unwrap_or_default();
+                    tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
+                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
+                }
+                armed = None;
+                if kill {
+                    break End::TimedOut;
+                }
+                rearm(timer.as_mut(), &mut armed, next);
+            }
+            () = silence.as_mut(), if heartbeat.is_some() => {
+                let deadline = silence_deadline(&heartbeat);
+                if deadline <= Instant::now() {
+                    break End::Silent(beat.map(|beat| beat.timeout).unwrap_or_default());
+                }
+                silence.as_mut().reset(deadline);
+            }
+            _ = ticker.tick(), if heartbeat.is_some() => {
+                if let Ok(beat) = encode_raw_frame(FrameKind::HostHeartbeat, 0, &[], usize::MAX) {
+                    let _ = outbox.send(beat);
+                }
+            }
+            frame = reader.next() => match frame {
+                Ok(Some(frame)) => {
+                    let ready = reader.take_ready(frame, &mut frames, ANSWER_BATCH);
+                    if heartbeat.is_some() {
+                        ready.retain(|frame| frame.kind != FrameKind::WorkerHeartbeat);
+                        if ready.is_empty() {
+                            continue;
+                        }
+                    }
+                    match answer(shared, slot, pid, ready, &mut done, &mut watch, outbox) {
+                        Ok(next) => {
+                            if next.retire && !watch.retiring {
+                                watch.retiring = true;
+                                tracing::info!(worker = slot, pid, "worker reached max_jobs_per_worker; retiring it");
+                                if let Ok(shutdown) = encode_raw_frame(FrameKind::Shutdown, 0, &[], usize::MAX) {
+                                    let _ = outbox.send(shutdown);
+                                }
+                            }
+                            rearm(timer.as_mut(), &mut armed, next.deadline);
+                        }
+                        Err(violation) => break End::Violation(violation),
+                    }
+                }
+                // A worker that dies mid-write leaves a reset or a truncated
+                // frame: that is an exit, not a protocol violation.
+                Ok(None) | Err(CodecError::Io(_) | CodecError::Truncated { .. }) => break End::Closed,
+                Err(violation) => break End::Violation(Arc::new(violation)),
+            },
+            status = exited.as_mut() => break End::Exited(status),
+            () = wake.notified() => rearm(timer.as_mut(), &mut armed, shared.dispatch.next_deadline(slot)),
+        }
+    };
+    (end, watch)
+}
+
+/// When the peer counts as silent unless it sends something first; far
+/// away without a heartbeat.
+fn silence_deadline(heartbeat: &Option<(Heartbeat, LastHeard)>) -> Instant {
+    match heartbeat {
+        Some((beat, heard)) => heard.deadline(beat.timeout),
+        None => Instant::now() + FAR,
+    }
+}
+
 /// Points the deadline timer at `next` (disarmed when `None`).
 fn rearm(
     timer: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -399,7 +502,7 @@ struct Next {
 /// What a worker process has said about itself, for routing and for the
 /// restart policy.
 #[derive(Default)]
-struct Watch {
+pub(crate) struct Watch {
     /// It reached `max_jobs_per_worker` and was asked to exit.
     retiring: bool,
     /// One of its jobs panicked.
@@ -593,8 +696,16 @@ fn protocol_error(
 }
 
 /// Settles a job held by a worker that is gone: another attempt if retries
-/// allow, otherwise an error saying how the worker ended.
-fn settle(shared: &Shared, slot: usize, pid: u32, status: ExitInfo, end: &End, held: InFlight) {
+/// allow, otherwise an error saying how the worker ended (`gone`, given the
+/// attempts made).
+pub(crate) fn settle(
+    shared: &Shared,
+    slot: usize,
+    pid: u32,
+    end: &End,
+    held: InFlight,
+    gone: impl FnOnce(u32) -> Error,
+) {
     let job = held.job;
     let error = match end {
         End::Violation(source) => Error::Protocol {
@@ -606,17 +717,24 @@ fn settle(shared: &Shared, slot: usize, pid: u32, status: ExitInfo, end: &End, h
             shared.dispatch.requeue(job);
             return;
         }
-        _ if job.attempts > 1 => Error::RetriesExhausted {
-            attempts: job.attempts,
-            worker: slot,
-            pid,
-            status,
-        },
-        _ => Error::WorkerDied {
-            worker: slot,
-            pid,
-            status,
-        },
+        _ => gone(job.attempts),
     };
     job.reply.send(Err(error));
+}
+
+/// The error of a job whose spawned worker died on its last attempt.
+fn died(slot: usize, pid: u32, status: ExitInfo, attempts: u32) -> Error {
+    match attempts {
+        0 | 1 => Error::WorkerDied {
+            worker: slot,
+            pid,
+            status,
+        },
+        _ => Error::RetriesExhausted {
+            attempts,
+            worker: slot,
+            pid,
+            status,
+        },
+    }
 }

@@ -13,19 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc2_common::codec::encode_frame;
-use ipc2_common::connection::{share_memory, write_frames};
+use ipc2_common::connection::{BoxedReader, BoxedWriter, share_memory, write_frames};
+use ipc2_common::descriptors::Descriptors;
+use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::{
     ENV_BLOB_THRESHOLD, ENV_MAX_FRAME_LENGTH, ENV_MAX_IN_FLIGHT, ENV_SECRET,
     ENV_SHARED_MEMORY_LIMIT, ENV_SOCKET,
 };
 use ipc2_common::shm::{self, Side};
 use ipc2_common::{
-    Client, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameKind, FrameReader, Hello, Outbox,
-    PROTOCOL_VERSION, Secret,
+    Client, DEFAULT_MAX_FRAME_LENGTH, Frame, FrameCodec, FrameKind, FrameReader, Heartbeat, Hello,
+    Outbox, PROTOCOL_VERSION, Secret,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::ConnectError;
 use crate::inbound::Inbound;
@@ -79,12 +81,30 @@ where
             source,
         })?;
     let channel = connection.into_channel();
-    let (reader, mut writer) = (channel.reader, channel.writer);
+    let (reader, writer, _welcome) = handshake(
+        channel.reader,
+        channel.writer,
+        *secret.as_bytes(),
+        max_frame_length,
+    )
+    .await?;
+    let shared_memory = Some((channel.descriptors, limit)).filter(|(fds, _)| fds.is_some());
+    let (receiver, _) = start(reader, writer, max_frame_length, shared_memory, None);
+    Ok(receiver.with_max_in_flight(max_in_flight))
+}
 
+/// Sends this worker's `Hello` (with `secret`) and waits for the host's
+/// `Welcome`, which it returns.
+pub(crate) async fn handshake<W: AsyncWrite + Unpin + Send + 'static>(
+    reader: BoxedReader,
+    mut writer: W,
+    secret: [u8; 32],
+    max_frame_length: usize,
+) -> Result<(FrameReader<BoxedReader>, W, Frame), ConnectError> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
-        secret: *secret.as_bytes(),
+        secret,
     };
     let frame = encode_frame(FrameKind::Hello, 0, &hello, max_frame_length)?;
     writer
@@ -94,18 +114,37 @@ where
 
     let mut reader = FrameReader::new(reader, FrameCodec::new(max_frame_length));
     match tokio::time::timeout(WELCOME_TIMEOUT, reader.next()).await {
-        Err(_) => return Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
-        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Welcome => {}
-        Ok(Ok(_)) => return Err(ConnectError::Refused),
-        Ok(Err(error)) => return Err(ConnectError::Handshake(error)),
+        Err(_) => Err(ConnectError::Timeout(WELCOME_TIMEOUT)),
+        Ok(Ok(Some(frame))) if frame.kind == FrameKind::Welcome => Ok((reader, writer, frame)),
+        Ok(Ok(_)) => Err(ConnectError::Refused),
+        Ok(Err(error)) => Err(ConnectError::Handshake(error)),
     }
+}
 
-    let descriptors = channel.descriptors;
+/// Starts the connection's writer task and returns the receiver of its
+/// jobs, and the connection's outbox. With `shared_memory` (the
+/// transport's descriptor passing, and the most of the host's regions to
+/// map), large bodies travel through shared memory. With `watchdog`,
+/// reading fails once nothing has arrived for the heartbeat's timeout.
+pub(crate) fn start<In, Out>(
+    mut reader: FrameReader<BoxedReader>,
+    writer: BoxedWriter,
+    max_frame_length: usize,
+    shared_memory: Option<(Option<Arc<dyn Descriptors>>, usize)>,
+    watchdog: Option<(Heartbeat, LastHeard)>,
+) -> (Receiver<In, Out>, Outbox)
+where
+    In: DeserializeOwned,
+{
+    let (descriptors, limit) = shared_memory.unwrap_or((None, 0));
     let (outbox, outgoing) = Outbox::channel_passing(writer, descriptors.clone());
     tokio::spawn(write_frames(outgoing));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, limit);
-    let inbound = Arc::new(Inbound::new(reader, outbox.clone()));
-    Ok(Receiver::new(inbound, outbox, max_frame_length).with_max_in_flight(max_in_flight))
+    let inbound = Arc::new(Inbound::new(reader, outbox.clone()).with_watchdog(watchdog));
+    (
+        Receiver::new(inbound, outbox.clone(), max_frame_length),
+        outbox,
+    )
 }
 
 /// An optional whole number from the host's environment; `reason` says

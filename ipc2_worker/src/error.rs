@@ -38,6 +38,18 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// A remote worker could not reach its host (TCP or TLS failed).
+    #[error(
+        "could not reach the host at {host}: {source}; check the address, that the host runs, \
+         and that both sides trust each other's certificates"
+    )]
+    Dial {
+        /// Where it dialled.
+        host: String,
+        /// The transport's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The handshake could not be sent or its answer not read.
     #[error("handshake with the host failed: {0}")]
     Handshake(#[from] CodecError),

@@ -11,14 +11,20 @@
 //! stream producer running right in the worker's loop, where nobody calls
 //! `recv`, still gets its credit, and no extra task or thread hop sits
 //! between the socket and `recv`.
+//!
+//! On a remote worker's connection a watchdog bounds each read: when
+//! nothing (not a byte) has arrived from the host for the heartbeat timeout,
+//! the connection counts as lost (see `crate::remote`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use ipc2_common::connection::BoxedReader;
+use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::parse_credit;
-use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Outbox};
+use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Heartbeat, Outbox};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::job::send_raw;
 
@@ -56,6 +62,9 @@ pub(crate) struct Inbound {
     /// The runtime the connection's I/O is registered with, for blocking
     /// callers on threads outside it.
     runtime: tokio::runtime::Handle,
+    /// On a remote connection: the heartbeat, and when the host was last
+    /// heard.
+    watchdog: Option<(Heartbeat, LastHeard)>,
 }
 
 impl Inbound {
@@ -67,6 +76,41 @@ impl Inbound {
             progress: Notify::new(),
             outbox,
             runtime: tokio::runtime::Handle::current(),
+            watchdog: None,
+        }
+    }
+
+    /// Bounds every read by the heartbeat's timeout, counted from when
+    /// `heard` last saw a byte arrive.
+    pub(crate) fn with_watchdog(mut self, watchdog: Option<(Heartbeat, LastHeard)>) -> Self {
+        self.watchdog = watchdog;
+        self
+    }
+
+    /// The next frame. With a watchdog, fails once nothing has arrived for
+    /// the heartbeat timeout; a caller that was away (busy with a job) gives
+    /// the host at least one heartbeat interval to show it is alive.
+    async fn next_frame(
+        &self,
+        reader: &mut FrameReader<BoxedReader>,
+    ) -> Result<Option<Frame>, CodecError> {
+        let Some((Heartbeat { interval, timeout }, heard)) = &self.watchdog else {
+            return reader.next().await;
+        };
+        let grace = Instant::now() + *interval;
+        loop {
+            let deadline = heard.deadline(*timeout).max(grace);
+            match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(frame) => return frame,
+                // Bytes of a large frame arrived meanwhile: keep reading.
+                Err(_) if heard.deadline(*timeout) > Instant::now() => continue,
+                Err(_) => {
+                    return Err(CodecError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("nothing heard from the host for {timeout:?}"),
+                    )));
+                }
+            }
         }
     }
 
@@ -107,7 +151,7 @@ impl Inbound {
             let Some(reader) = reading.reader.as_mut() else {
                 return;
             };
-            let frame = reader.next().await;
+            let frame = self.next_frame(reader).await;
             // Filed before the reader is put down (which wakes the others),
             // so whoever wakes sees the frame's effect and does not take
             // the reader to wait for a frame that has already come.
@@ -142,6 +186,7 @@ impl Inbound {
                 }
                 FrameKind::Ping => send_raw(&self.outbox, FrameKind::Pong, frame.id, &[]),
                 FrameKind::Shutdown => filed.finished = true,
+                FrameKind::HostHeartbeat => {}
                 other => stop(&mut filed, CodecError::UnexpectedKind(other as u8)),
             },
             Ok(None) => filed.finished = true,

@@ -24,6 +24,8 @@
 //! - [`connect`](mod@connect): the handshake with the host.
 //! - [`blocking`]: a worker without async: jobs as an iterator.
 //! - [`receiver`]: where jobs arrive ([`Receiver::recv`]).
+//! - [`remote`]: a worker on another machine, which dials its host and
+//!   redials when the connection is lost ([`RemoteReceiver`]).
 //! - [`self_exec`]: one executable as host and worker ([`run_if_worker`]).
 //! - [`job`]: a job and the [`ReplySender`] that answers it.
 //! - [`stream`]: answering a job with a stream of items ([`StreamSender`]).
@@ -42,6 +44,7 @@ mod inbound;
 pub mod job;
 mod panic;
 pub mod receiver;
+pub mod remote;
 pub mod self_exec;
 pub mod service;
 pub mod stream;
@@ -51,5 +54,6 @@ pub use error::{ConnectError, ReplyError, ServeError, StreamError};
 pub use ipc2_common::{Blob, BlobFull, BlobMut};
 pub use job::{Job, ReplySender};
 pub use receiver::Receiver;
+pub use remote::RemoteReceiver;
 pub use self_exec::{run_if_worker, worker_role};
 pub use stream::StreamSender;

@@ -19,6 +19,22 @@ pub fn worker_binary(name: &str) -> PathBuf {
     built_once(&BUILT, &["-p", "worker_test", "--bins"]).join(name)
 }
 
+/// Path of `remote_behaviour_worker`, the behaviour worker dialling its
+/// host over TLS, built if needed (alone, with `worker_test`'s `remote`
+/// feature, so that the other test workers never build rustls).
+pub fn remote_worker_binary() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let selection = [
+        "-p",
+        "worker_test",
+        "--bin",
+        "remote_behaviour_worker",
+        "--features",
+        "remote",
+    ];
+    built_once(&BUILT, &selection).join("remote_behaviour_worker")
+}
+
 /// Path of an example of the root `ipc2` package, built if needed.
 pub fn example_binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();

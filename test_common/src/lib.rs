@@ -10,6 +10,9 @@
 //! - [`stranger`]: what a process that is not a worker sees on the socket.
 //! - [`services`]: `#[ipc2::service]` traits for the service tests.
 //! - [`rogue`]: the honest handshake of workers that misbehave on purpose.
+//! - `tls` (feature `remote`): certificates made on the spot for TLS tests.
+//! - `remote` (feature `remote`): remote worker processes and pools that
+//!   admit them.
 
 #![warn(missing_docs)]
 
@@ -17,9 +20,13 @@ pub mod behaviour;
 pub mod binaries;
 pub mod pools;
 pub mod process;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod rogue;
 pub mod services;
 pub mod stranger;
+#[cfg(feature = "remote")]
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
