@@ -20,6 +20,7 @@ mod proc;
 mod python;
 mod remote;
 mod report;
+mod seed;
 mod stats;
 mod worker;
 

@@ -154,6 +154,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
                 send_latency(&budget, &exe).await.map(latency_pair),
             );
             report_service_latency("pinned", service_latency(&budget, &exe).await);
+            crate::seed::measure(&budget, true).await;
             return;
         }
         if current_thread {
@@ -227,12 +228,13 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             }
         }
         report("ipc2.cold4", cold_start(&budget, &exe).await);
+        crate::seed::measure(&budget, false).await;
         crate::remote::measure(&budget, &exe).await;
     });
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|service-plain|service-async> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|seed|seed-64|seed-batch|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy>
 /// <seconds> <MiB>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
@@ -255,6 +257,20 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "rtt" => {
                 let pool = start_pool(&exe, 1).await?;
                 add_loop(&pool, 1, window).await?
+            }
+            // The seed's worker as written: its defaults (2 x 1 in flight,
+            // 64 callers), 64 in flight, and `send_batch`.
+            "seed" => {
+                let pool = crate::seed::hot_pool(1).await?;
+                add_loop(&pool, crate::seed::CALLERS, window).await?
+            }
+            "seed-64" => {
+                let pool = crate::seed::hot_pool(64).await?;
+                add_loop(&pool, 128, window).await?
+            }
+            "seed-batch" => {
+                let pool = crate::seed::hot_pool(BATCH_IN_FLIGHT).await?;
+                crate::seed::batch_loop(&pool, window).await?
             }
             "blob" | "blob-copy" => {
                 let payload = match scenario {

@@ -476,6 +476,7 @@ fn rows() -> Vec<Row> {
             .ratio(key.clone(), key + RAW, "raw `send` measured alongside"),
         );
     }
+    rows.extend(seed_rows());
     rows.extend([
         heading(
             "ipc2, remote workers over TLS on loopback (ratios: the Unix socket above, same run)",
@@ -557,6 +558,96 @@ fn rows() -> Vec<Row> {
             "py.mp_pool_map_chunk1000_jobs_per_s",
             "ipc2 (2 workers × 64 in flight) ÷ this = {}",
         ),
+    ]);
+    rows
+}
+
+/// The figures with the seed's worker as written (`worker_test`), where
+/// issue 10's targets are judged.
+fn seed_rows() -> Vec<Row> {
+    let prefix = crate::seed::PREFIX;
+    let two_by_one = crate::seed::jobs_key(2, 1);
+    let two_by_64 = crate::seed::jobs_key(2, 64);
+    let batch = format!("{prefix}.batch");
+    let mut rows = vec![heading(
+        "ipc2 with the seed's worker as written (`worker_test`: `#[tokio::main]`, one job at a \
+         time in its loop)",
+    )];
+    for (placement, key) in [
+        ("unpinned", "unpinned"),
+        ("host + worker on CPU 0", "pinned"),
+    ] {
+        for percentile in ["p50", "p99"] {
+            let figure = format!("{prefix}.rt.{key}.{percentile}_us");
+            let label: &'static str = match (key, percentile) {
+                ("unpinned", "p50") => "floor p50 unpinned",
+                ("unpinned", _) => "floor p99 unpinned",
+                (_, "p50") => "floor p50 pinned",
+                _ => "floor p99 pinned",
+            };
+            rows.push(
+                row(
+                    format!(
+                        "`send` round trip {percentile}, 1 seed worker, 1 in flight, {placement}"
+                    ),
+                    figure.clone(),
+                    "µs",
+                )
+                .ratio(
+                    figure.clone(),
+                    format!("floor.rt.{key}.{percentile}_us"),
+                    label,
+                )
+                .ratio(
+                    figure,
+                    format!("ipc2.rt.{key}.{percentile}_us"),
+                    "current-thread worker",
+                ),
+            );
+        }
+    }
+    rows.extend([
+        row(
+            format!(
+                "Add jobs/s, 2 seed workers, 1 in flight per worker (the defaults), `send` from {} \
+                 tasks",
+                crate::seed::CALLERS
+            ),
+            two_by_one.clone(),
+            "jobs/s",
+        )
+        .ratio(
+            two_by_one.clone(),
+            "py.ppe_submit_all_jobs_per_s",
+            "PPE one submit per job",
+        )
+        .ratio(
+            two_by_one,
+            "ipc2.jobs.w2.c1",
+            "current-thread worker, 2 tasks",
+        ),
+        row(
+            "Add jobs/s, 2 seed workers, 64 in flight per worker (`send` from 128 tasks)",
+            two_by_64.clone(),
+            "jobs/s",
+        )
+        .ratio(two_by_64.clone(), IPC2_JOBS_2X64, "current-thread worker")
+        .ratio(
+            two_by_64,
+            "floor.pipelined.jobs_per_s",
+            "hand-batched floor",
+        ),
+        row(
+            "`send_batch` of 10,000 Add jobs, 2 seed workers, 256 in flight per worker",
+            batch.clone(),
+            "jobs/s",
+        )
+        .ratio(
+            batch.clone(),
+            "py.mp_pool_map_chunk1000_jobs_per_s",
+            "mp.Pool.map(chunksize=1000)",
+        )
+        .ratio(batch, "ipc2.batch", "current-thread worker"),
     ]);
     rows
 }

@@ -108,6 +108,13 @@ impl<R> FrameReader<R> {
         &mut self.codec
     }
 
+    /// The next frame if it is already buffered whole, without reading: a
+    /// burst that arrived in one read can be filed together. A malformed
+    /// frame is left for the next [`FrameReader::next`] to report.
+    pub fn next_buffered(&mut self) -> Option<Frame> {
+        self.codec.decode(&mut self.buffer).ok().flatten()
+    }
+
     /// Collects `first` and the frames already buffered behind it (up to
     /// `max` in all) into `frames`, without reading: a burst of answers can
     /// then be settled together. A malformed frame in the buffer is left for
@@ -189,9 +196,17 @@ struct Shared {
     /// `unwritten` reached zero, or the writer stopped.
     changed: Notify,
     /// The write half while nobody writes to it. Whoever writes takes it
-    /// first (the writer task, or a synchronous flush) and puts it back
-    /// after, so frames go out whole and in order.
+    /// first (the writer task, a synchronous flush, or a sender writing
+    /// directly) and puts it back after, so frames go out whole and in
+    /// order.
     sink: Mutex<Option<BoxedWriter>>,
+    /// Whether a frame that finds the queue empty is written by its sender
+    /// right away when nobody else is writing (see
+    /// [`Outbox::direct_writes`]).
+    direct: AtomicBool,
+    /// More frames are about to follow (see [`Outbox::more_coming`]): leave
+    /// them to the writer task, which writes them together.
+    more_coming: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,6 +302,8 @@ impl Outbox {
             unwritten: AtomicUsize::new(0),
             changed: Notify::new(),
             sink: Mutex::new(Some(writer)),
+            direct: AtomicBool::new(false),
+            more_coming: AtomicBool::new(false),
         });
         (
             Self(Arc::new(SenderHandle(Arc::clone(&shared)))),
@@ -331,10 +348,83 @@ impl Outbox {
         }
         queue.frames.push(frame);
         drop(queue);
-        if was_empty {
+        // Written here and now (with any frames queued before it) when
+        // senders write directly and no more are coming; otherwise the
+        // writer task, woken by the first frame of a batch, takes them.
+        let direct =
+            shared.direct.load(Ordering::Relaxed) && !shared.more_coming.load(Ordering::Relaxed);
+        if !(direct && self.try_write_now()) && was_empty {
             shared.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Says whether more frames are about to follow this one (a worker
+    /// that has more jobs already read, whose answers come next): then,
+    /// even with [`direct_writes`](Self::direct_writes), frames go to the
+    /// writer task and out together, rather than one system call each.
+    pub fn more_coming(&self, more: bool) {
+        self.0.0.more_coming.store(more, Ordering::Relaxed);
+    }
+
+    /// Lets senders write their frames themselves: a frame queued while
+    /// nothing else is queued or being written, and no more are coming
+    /// ([`more_coming`](Self::more_coming)), goes to the socket from the
+    /// sender's own thread at once (one non-blocking write), instead of
+    /// waking the writer task, which takes over only when the socket does
+    /// not take it all. That saves a task wake-up, and often a thread's,
+    /// per frame when frames come one at a time (a worker answering one
+    /// job at a time); under load frames queue for the writer task, to be
+    /// written together as before.
+    pub fn direct_writes(&self, enabled: bool) {
+        self.0.0.direct.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Writes what is queued from this thread if nobody else is writing,
+    /// without blocking; returns whether all of it went out. What the
+    /// socket did not take goes back to the head of the queue, for the
+    /// writer task.
+    fn try_write_now(&self) -> bool {
+        let shared = &self.0.0;
+        let Some(mut writer) = shared.sink.try_lock().ok().and_then(|mut sink| sink.take()) else {
+            return false;
+        };
+        let mut queue = std::mem::take(&mut *shared.queue());
+        let written = if queue.fds.is_empty() {
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut batches = Batches::new(&queue, None);
+            match batches.poll_write(&mut writer, &mut cx) {
+                Poll::Ready(Ok(())) => None,
+                // Left for the writer task, which also meets any error.
+                Poll::Ready(Err(_)) | Poll::Pending => Some((batches.done, batches.offset)),
+            }
+        } else {
+            // Descriptors go with the writer task's `sendmsg`.
+            Some((0, 0))
+        };
+        let all = written.is_none();
+        let (done, offset) = written.unwrap_or((queue.frames.len(), 0));
+        if !all {
+            let mut rest: Vec<Bytes> = queue.frames.drain(done..).collect();
+            if let Some(first) = rest.first_mut().filter(|_| offset > 0) {
+                *first = first.slice(offset..);
+            }
+            let fds: Vec<(usize, OwnedFd)> = queue
+                .fds
+                .drain(..)
+                .map(|(index, fd)| (index - done, fd))
+                .collect();
+            let mut pending = shared.queue();
+            let behind = rest.len();
+            pending.frames.splice(0..0, rest);
+            for (index, _) in &mut pending.fds {
+                *index += behind;
+            }
+            pending.fds.splice(0..0, fds);
+        }
+        *lock(&shared.sink) = Some(writer);
+        shared.written(done);
+        all
     }
 
     /// Resolves once every frame queued so far has been written, or the

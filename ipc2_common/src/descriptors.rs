@@ -108,6 +108,18 @@ impl Socket {
         wanted: usize,
         mut io: impl FnMut(&StdUnixStream) -> io::Result<(usize, bool)>,
     ) -> Poll<io::Result<usize>> {
+        if !write {
+            // Read before asking the reactor: bytes may have arrived that it
+            // has not reported yet (it runs on another thread, or not at all
+            // while this one is busy), and a reader that spins briefly
+            // before parking (see `ipc2_worker`'s inbound) only sees them
+            // this way. Without bytes, the readiness path below takes over.
+            match io(self.fd.get_ref()) {
+                Ok((done, _)) => return Poll::Ready(Ok(done)),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
         loop {
             let mut guard = match write {
                 true => ready!(self.fd.poll_write_ready(cx))?,

@@ -17,6 +17,7 @@
 //!   transports that can.
 //! - [`blob`]: [`Blob`], a message field for large bodies.
 //! - [`shm`]: the shared memory large bodies travel through.
+//! - [`spin`]: a short, adaptive spin before a reader parks.
 //! - [`secret`]: the one-time secret a worker presents in its handshake.
 //! - [`runtime_thread`]: a thread running a tokio runtime, for code that is
 //!   not async.
@@ -34,6 +35,7 @@ pub mod protocol;
 pub mod runtime_thread;
 pub mod secret;
 pub mod shm;
+pub mod spin;
 pub mod transport;
 
 pub use blob::{Blob, BlobFull, BlobMut};

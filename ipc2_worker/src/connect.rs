@@ -137,10 +137,21 @@ where
     In: DeserializeOwned,
 {
     let (descriptors, limit) = shared_memory.unwrap_or((None, 0));
+    // The Unix socket (the one that passes descriptors) reads eagerly, so a
+    // brief spin before parking sees bytes as soon as they arrive.
+    let descriptors_passed = descriptors.is_some();
     let (outbox, outgoing) = Outbox::channel_passing(writer, descriptors.clone());
+    // A worker answers as its jobs finish, often one at a time: each answer
+    // goes straight to the socket unless the writer task is busy.
+    outbox.direct_writes(true);
     tokio::spawn(write_frames(outgoing));
     share_memory(Side::Worker, &outbox, &mut reader, descriptors, limit);
-    let inbound = Arc::new(Inbound::new(reader, outbox.clone()).with_watchdog(watchdog));
+    let spin = descriptors_passed;
+    let inbound = Arc::new(
+        Inbound::new(reader, outbox.clone())
+            .with_watchdog(watchdog)
+            .with_spin(spin),
+    );
     (
         Receiver::new(inbound, outbox.clone(), max_frame_length),
         outbox,

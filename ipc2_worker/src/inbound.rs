@@ -22,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use ipc2_common::connection::BoxedReader;
 use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::parse_credit;
+use ipc2_common::spin::{Spin, spin_then};
 use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Heartbeat, Outbox};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -65,6 +66,9 @@ pub(crate) struct Inbound {
     /// On a remote connection: the heartbeat, and when the host was last
     /// heard.
     watchdog: Option<(Heartbeat, LastHeard)>,
+    /// On a connection whose reads poll the socket itself (the Unix
+    /// socket): how long to spin before parking, while jobs come quickly.
+    spin: Option<Spin>,
 }
 
 impl Inbound {
@@ -77,7 +81,16 @@ impl Inbound {
             outbox,
             runtime: tokio::runtime::Handle::current(),
             watchdog: None,
+            spin: None,
         }
+    }
+
+    /// Spins briefly before parking for the next frame while frames come
+    /// quickly (see [`ipc2_common::spin`]); for connections whose reads
+    /// poll the socket itself.
+    pub(crate) fn with_spin(mut self, spin: bool) -> Self {
+        self.spin = spin.then(Spin::default);
+        self
     }
 
     /// Bounds every read by the heartbeat's timeout, counted from when
@@ -95,7 +108,10 @@ impl Inbound {
         reader: &mut FrameReader<BoxedReader>,
     ) -> Result<Option<Frame>, CodecError> {
         let Some((Heartbeat { interval, timeout }, heard)) = &self.watchdog else {
-            return reader.next().await;
+            return match &self.spin {
+                Some(spin) => spin_then(spin, reader.next()).await,
+                None => reader.next().await,
+            };
         };
         let grace = Instant::now() + *interval;
         loop {
@@ -154,8 +170,18 @@ impl Inbound {
             let frame = self.next_frame(reader).await;
             // Filed before the reader is put down (which wakes the others),
             // so whoever wakes sees the frame's effect and does not take
-            // the reader to wait for a frame that has already come.
+            // the reader to wait for a frame that has already come. Frames
+            // that arrived with it are filed too: the receiver then knows
+            // more jobs are waiting (and their answers can go out together).
             self.file(frame);
+            let mut frames = 1;
+            while let Some(next) = reader.next_buffered() {
+                self.file(Ok(Some(next)));
+                frames += 1;
+            }
+            if let Some(spin) = &self.spin {
+                spin.frames(frames);
+            }
             drop(reading);
         }
     }

@@ -81,6 +81,9 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
                 if frame.is_none() {
                     self.error = filed.error.take();
                 }
+                // This job's answer goes out with those of the jobs behind
+                // it, or alone and at once if it is the last.
+                self.outbox.more_coming(!filed.jobs.is_empty());
                 frame
             };
             let Some(frame) = frame else { break };

@@ -1,0 +1,145 @@
+//! ipc2 as its users run it: the seed's worker as written, with the seed
+//! host's defaults.
+//!
+//! The other ipc2 figures use the bench's own worker (`ipc2_bench worker`,
+//! a current-thread runtime). Users run the seed's worker: `worker_test`,
+//! whose `main` is the seed document's example verbatim (`#[tokio::main]`,
+//! a multi-thread runtime, handling one job at a time in its loop). These
+//! figures start that very binary (built in this profile by
+//! `test_common::binaries` when missing), with the pool's defaults (one job
+//! in flight per worker) unless the figure says otherwise, so that a speed
+//! target is judged where users are.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipc2_host::WorkerSet;
+use test_common::HostMessage;
+use tokio::net::UnixListener;
+
+use crate::pool::{Adder, add_loop, latency_pair, report, round_trips};
+use crate::proc::Result;
+use crate::stats::{Budget, median, median_latency};
+
+/// A pool of the seed's worker: replies `u32`, jobs `HostMessage`.
+pub(crate) type SeedPool = WorkerSet<UnixListener, u32, HostMessage>;
+
+/// Key prefix of these figures.
+pub const PREFIX: &str = "ipc2.seed";
+/// Tasks calling `send` in the seed-defaults throughput figure.
+pub const CALLERS: usize = 64;
+/// Jobs per `send_batch` call.
+const BATCH_SIZE: u32 = 10_000;
+
+impl Adder for SeedPool {
+    async fn add(&self, a: u32, b: u32) -> Result<()> {
+        let sum = self.send(HostMessage::Add(a, b)).await?;
+        if sum == a.wrapping_add(b) {
+            Ok(())
+        } else {
+            Err(format!("Add({a}, {b}) answered {sum}").into())
+        }
+    }
+}
+
+/// The seed's worker binary, built if needed.
+fn seed_worker() -> Result<PathBuf> {
+    std::panic::catch_unwind(|| test_common::binaries::worker_binary("worker_test"))
+        .map_err(|_| "could not build worker_test (the seed's worker)".into())
+}
+
+async fn start(workers: usize, in_flight: usize) -> Result<SeedPool> {
+    Ok(WorkerSet::builder()
+        .worker_count(workers)
+        .worker_path(seed_worker()?)
+        .max_in_flight_per_worker(in_flight)
+        .finish()
+        .await?)
+}
+
+/// Measures and reports the seed-worker figures: on a pinned host only the
+/// round trip, otherwise everything.
+pub async fn measure(budget: &Budget, pinned: bool) {
+    if pinned {
+        report(
+            &format!("{PREFIX}.rt.pinned"),
+            latency(budget).await.map(latency_pair),
+        );
+        return;
+    }
+    report(
+        &format!("{PREFIX}.rt.unpinned"),
+        latency(budget).await.map(latency_pair),
+    );
+    for (workers, in_flight, callers) in [(2, 1, CALLERS), (2, 64, 128)] {
+        let rate = rate(budget, workers, in_flight, callers).await;
+        report(&jobs_key(workers, in_flight), rate.map(|r| vec![("", r)]));
+    }
+    report(
+        &format!("{PREFIX}.batch"),
+        batch_rate(budget).await.map(|r| vec![("", r)]),
+    );
+}
+
+/// Key of a seed-worker jobs/s figure.
+pub fn jobs_key(workers: usize, in_flight: usize) -> String {
+    format!("{PREFIX}.jobs.w{workers}.c{in_flight}")
+}
+
+async fn latency(budget: &Budget) -> Result<(f64, f64)> {
+    let mut reps = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start(1, 1).await?;
+        reps.push(round_trips(budget, &pool).await?);
+        pool.shutdown(Duration::from_secs(5)).await;
+    }
+    Ok(median_latency(&reps))
+}
+
+async fn rate(budget: &Budget, workers: usize, in_flight: usize, callers: usize) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start(workers, in_flight).await?;
+        add_loop(&pool, callers, budget.warmup).await?;
+        rates.push(add_loop(&pool, callers, budget.window).await?);
+        pool.shutdown(Duration::from_secs(5)).await;
+    }
+    Ok(median(rates))
+}
+
+async fn batch_rate(budget: &Budget) -> Result<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..budget.reps {
+        let pool = start(2, 256).await?;
+        batch_loop(&pool, budget.warmup).await?;
+        rates.push(batch_loop(&pool, budget.window).await?);
+        pool.shutdown(Duration::from_secs(5)).await;
+    }
+    Ok(median(rates))
+}
+
+/// `send_batch` of [`BATCH_SIZE`] Add jobs, again and again for `window`.
+pub(crate) async fn batch_loop(pool: &SeedPool, window: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut jobs = 0u64;
+    let mut first = 0u32;
+    while start.elapsed() < window {
+        let outcomes = pool
+            .send_batch((0..BATCH_SIZE).map(|i| HostMessage::Add(first.wrapping_add(i) % 1000, 1)))
+            .await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let a = first.wrapping_add(i as u32) % 1000;
+            if outcome? != a + 1 {
+                return Err(format!("Add({a}, 1) answered wrongly").into());
+            }
+        }
+        first = first.wrapping_add(BATCH_SIZE);
+        jobs += u64::from(BATCH_SIZE);
+    }
+    Ok(jobs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A pool for `pool-hot seed-*`: 2 seed workers with `in_flight` each.
+pub(crate) async fn hot_pool(in_flight: usize) -> Result<SeedPool> {
+    start(2, in_flight).await
+}
