@@ -234,7 +234,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|seed|seed-64|seed-batch|service-plain|service-async> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|seed|seed-rtt|seed-64|seed-batch|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy>
 /// <seconds> <MiB>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
@@ -263,6 +263,10 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "seed" => {
                 let pool = crate::seed::hot_pool(1).await?;
                 add_loop(&pool, crate::seed::CALLERS, window).await?
+            }
+            "seed-rtt" => {
+                let pool = crate::seed::start(1, 1).await?;
+                add_loop(&pool, 1, window).await?
             }
             "seed-64" => {
                 let pool = crate::seed::hot_pool(64).await?;

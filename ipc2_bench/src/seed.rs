@@ -48,7 +48,7 @@ fn seed_worker() -> Result<PathBuf> {
         .map_err(|_| "could not build worker_test (the seed's worker)".into())
 }
 
-async fn start(workers: usize, in_flight: usize) -> Result<SeedPool> {
+pub(crate) async fn start(workers: usize, in_flight: usize) -> Result<SeedPool> {
     Ok(WorkerSet::builder()
         .worker_count(workers)
         .worker_path(seed_worker()?)

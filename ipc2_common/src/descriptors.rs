@@ -14,17 +14,18 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
@@ -54,8 +55,18 @@ pub trait Descriptors: Send + Sync + 'static {
 /// A Unix socket shared by its two halves and its [`Descriptors`],
 /// registered with tokio's reactor as an `AsyncFd` so that both the plain
 /// reads and writes and the `sendmsg`/`recvmsg` calls go through it.
+///
+/// The socket is registered for reading only. A socket registered for
+/// writing too (as tokio's own are) has its reactor woken every time the
+/// peer *reads*, since each read frees room to write: one needless thread
+/// wake-up per frame on each side, which on a virtual machine costs more
+/// than the frame. Writes are tried directly instead; only a write that
+/// would block registers a duplicate of the descriptor for writing
+/// ([`Socket::writable`]), kept until a write goes through without waiting.
 struct Socket {
     fd: AsyncFd<StdUnixStream>,
+    /// The write registration, while writes are blocking.
+    writable: Mutex<Option<AsyncFd<OwnedFd>>>,
     received: Mutex<VecDeque<OwnedFd>>,
 }
 
@@ -77,9 +88,10 @@ pub fn unix_channel(
     // only after being deregistered. Its replacement, `AsyncFd::register`,
     // needs a newer tokio than the minimum these crates support.
     #[allow(deprecated)]
-    let fd = AsyncFd::new(stream)?;
+    let fd = AsyncFd::with_interest(stream, Interest::READABLE)?;
     let socket = Arc::new(Socket {
         fd,
+        writable: Mutex::new(None),
         received: Mutex::new(VecDeque::new()),
     });
     Ok((
@@ -90,17 +102,22 @@ pub fn unix_channel(
 }
 
 impl Socket {
-    fn received(&self) -> std::sync::MutexGuard<'_, VecDeque<OwnedFd>> {
-        self.received
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn received(&self) -> MutexGuard<'_, VecDeque<OwnedFd>> {
+        lock(&self.received)
     }
 
-    /// Runs `io` once the socket is ready for `write` (or reading), until it
-    /// does not block. `io` returns the bytes it moved and whether moving
-    /// fewer than `wanted` means the socket is full (or drained): then,
-    /// like tokio's own sockets, the readiness is cleared, saving the system
-    /// call that would only say "would block".
+    /// Runs `io` at once and, if it would block, again each time the socket
+    /// is ready for `write` (or reading), until it does not block. `io`
+    /// returns the bytes it moved and whether moving fewer than `wanted`
+    /// means the socket is full (or drained): then, like tokio's own
+    /// sockets, the readiness is cleared, saving the system call that would
+    /// only say "would block".
+    ///
+    /// Trying first matters both ways: a read sees bytes the reactor has
+    /// not reported yet (it runs on another thread, or not at all while
+    /// this one is busy), which a reader that spins briefly before parking
+    /// (see `ipc2_worker`'s inbound) relies on; a write needs no write
+    /// registration unless the socket is full.
     fn poll_io(
         &self,
         cx: &mut Context<'_>,
@@ -108,35 +125,68 @@ impl Socket {
         wanted: usize,
         mut io: impl FnMut(&StdUnixStream) -> io::Result<(usize, bool)>,
     ) -> Poll<io::Result<usize>> {
-        if !write {
-            // Read before asking the reactor: bytes may have arrived that it
-            // has not reported yet (it runs on another thread, or not at all
-            // while this one is busy), and a reader that spins briefly
-            // before parking (see `ipc2_worker`'s inbound) only sees them
-            // this way. Without bytes, the readiness path below takes over.
-            match io(self.fd.get_ref()) {
-                Ok((done, _)) => return Poll::Ready(Ok(done)),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Poll::Ready(Err(error)),
-            }
-        }
-        loop {
-            let mut guard = match write {
-                true => ready!(self.fd.poll_write_ready(cx))?,
-                false => ready!(self.fd.poll_read_ready(cx))?,
-            };
-            match guard.try_io(|fd| io(fd.get_ref())) {
-                Ok(Ok((done, short_is_final))) => {
-                    if short_is_final && done > 0 && done < wanted {
-                        guard.clear_ready();
-                    }
-                    return Poll::Ready(Ok(done));
+        match io(self.fd.get_ref()) {
+            Ok((done, _)) => {
+                if write {
+                    // Not blocked (any more): stop hearing of room to write.
+                    lock(&self.writable).take();
                 }
-                Ok(Err(error)) => return Poll::Ready(Err(error)),
-                Err(_would_block) => continue,
+                return Poll::Ready(Ok(done));
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Poll::Ready(Err(error)),
+        }
+        let mut writable = lock(&self.writable);
+        if write && writable.is_none() {
+            let duplicate = self.fd.get_ref().as_fd().try_clone_to_owned()?;
+            // See `unix_channel` on the deprecation.
+            #[allow(deprecated)]
+            let registration = AsyncFd::with_interest(duplicate, Interest::WRITABLE)?;
+            *writable = Some(registration);
+        }
+        let stream = self.fd.get_ref();
+        loop {
+            let done = match &*writable {
+                Some(registration) if write => {
+                    retried(ready!(registration.poll_write_ready(cx))?, wanted, || {
+                        io(stream)
+                    })
+                }
+                _ => retried(ready!(self.fd.poll_read_ready(cx))?, wanted, || io(stream)),
+            };
+            if let Some(done) = done {
+                return Poll::Ready(done);
             }
         }
     }
+}
+
+/// Runs `io` now that `guard` says the socket is ready; `None` if it would
+/// block after all (the readiness is then cleared, to wait for the next).
+fn retried<T: AsRawFd>(
+    mut guard: AsyncFdReadyGuard<'_, T>,
+    wanted: usize,
+    io: impl FnOnce() -> io::Result<(usize, bool)>,
+) -> Option<io::Result<usize>> {
+    match io() {
+        Ok((done, short_is_final)) => {
+            if short_is_final && done > 0 && done < wanted {
+                guard.clear_ready();
+            }
+            Some(Ok(done))
+        }
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            guard.clear_ready();
+            None
+        }
+        Err(error) => Some(Err(error)),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Descriptors for Socket {
