@@ -122,7 +122,7 @@ pub fn run(budget: &Budget, figures: &mut Figures) {
     let limit = if budget.quick {
         Duration::from_secs(90)
     } else {
-        Duration::from_secs(240)
+        Duration::from_secs(600)
     };
     for variant in [None, Some("--pinned"), Some("--current-thread")] {
         let mut args = vec![CHILD_COMMAND];
@@ -235,8 +235,8 @@ pub fn suite_child(args: &[String]) -> Result<()> {
 }
 
 /// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|seed|seed-rtt|seed-64|seed-batch|service-plain|service-async> <seconds>
-/// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy>
-/// <seconds> <MiB>`, 1 worker) runs one throughput scenario (2 workers) for that long
+/// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy|bytes>
+/// <seconds> <MiB, or KiB with a k suffix>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
 pub const HOT_COMMAND: &str = "pool-hot";
 
@@ -276,12 +276,22 @@ pub fn hot_child(args: &[String]) -> Result<()> {
                 let pool = crate::seed::hot_pool(BATCH_IN_FLIGHT).await?;
                 crate::seed::batch_loop(&pool, window).await?
             }
-            "blob" | "blob-copy" => {
+            "blob" | "blob-copy" | "bytes" => {
                 let payload = match scenario {
                     "blob" => Payload::Blob,
+                    "bytes" => Payload::Bytes,
                     _ => Payload::BlobCopy,
                 };
-                let size = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16usize) << 20;
+                // In MiB, or in KiB with a `k` suffix.
+                let size = match args.get(2).map(String::as_str).unwrap_or("16") {
+                    kib if kib.ends_with('k') => kib
+                        .trim_end_matches('k')
+                        .parse()
+                        .ok()
+                        .map(|k: usize| k << 10),
+                    mib => mib.parse().ok().map(|m: usize| m << 20),
+                }
+                .ok_or("size: MiB, or KiB with a k suffix")?;
                 let pool = start_pool_with(&exe, 1, ECHO_CONCURRENCY).await?;
                 echo_loop(&pool, size, payload, window).await? / size as f64
             }
