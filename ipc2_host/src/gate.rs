@@ -198,11 +198,6 @@ impl Gate {
             },
         };
         let channel = connection.into_channel();
-        if let Some(descriptors) = &channel.descriptors {
-            // The host often sleeps until an answer: let the worker's
-            // reading of a job wake it first (see `wake_on_peer_reads`).
-            descriptors.wake_on_peer_reads();
-        }
         let reader: BoxedReader = match &remote {
             Some((_, heard)) => Box::new(Heard::new(channel.reader, heard.clone())),
             None => channel.reader,

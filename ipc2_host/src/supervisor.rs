@@ -222,6 +222,13 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     }
 
     let descriptors = admitted.descriptors;
+    if let Some(descriptors) = &descriptors {
+        // The host often sleeps until an answer: let the worker's reading
+        // of a job wake it first (see `wake_on_peer_reads`). Only for an
+        // admitted worker: a connection still in its handshake holds one
+        // descriptor, no more.
+        descriptors.wake_on_peer_reads();
+    }
     let (outbox, outgoing) = Outbox::channel_passing(admitted.writer, descriptors.clone());
     tokio::spawn(write_frames(outgoing));
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
