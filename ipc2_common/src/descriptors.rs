@@ -54,11 +54,13 @@ pub trait Descriptors: Send + Sync + 'static {
 
     /// Keeps the socket registered for writing for good, as tokio's own
     /// sockets are, so that the peer reading a frame wakes this side's
-    /// reactor (see [`Socket`] on why the default is not to). That early,
-    /// needless wake-up is a cheap warning on a host whose thread would
-    /// otherwise sleep until the answer: with a few jobs in flight its
-    /// answers are then read sooner (1 KiB echoes with 4 in flight ~1.4x on
-    /// the CI machine), at some cost when it is busy. Default: nothing.
+    /// reactor. This module's socket halves do not by default: every read
+    /// by the peer frees room to write, and a write registration turns
+    /// each into a wake-up. That early, needless wake-up is a cheap warning
+    /// on a host whose thread would otherwise sleep until the answer: with
+    /// a few jobs in flight its answers are then read sooner (1 KiB echoes
+    /// with 4 in flight ~1.4x on the CI machine), at some cost when it is
+    /// busy. Default: nothing.
     fn wake_on_peer_reads(&self) {}
 }
 
