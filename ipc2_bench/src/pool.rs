@@ -234,7 +234,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|seed|seed-rtt|seed-64|seed-batch|service-plain|service-async> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|cold|seed|seed-rtt|seed-64|seed-batch|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy|bytes>
 /// <seconds> <MiB, or KiB with a k suffix>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
@@ -263,6 +263,21 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             "seed" => {
                 let pool = crate::seed::hot_pool(1).await?;
                 add_loop(&pool, crate::seed::CALLERS, window).await?
+            }
+            // Pools of COLD_POOL started and closed, per second.
+            "cold" => {
+                let start = Instant::now();
+                let mut pools = 0u32;
+                let mut starting = Duration::ZERO;
+                while start.elapsed() < window {
+                    let begun = Instant::now();
+                    let pool = start_pool(&exe, COLD_POOL).await?;
+                    starting += begun.elapsed();
+                    close(pool).await?;
+                    pools += 1;
+                }
+                // Pools started per second of starting alone.
+                f64::from(pools) / starting.as_secs_f64()
             }
             "seed-rtt" => {
                 let pool = crate::seed::start(1, 1).await?;
