@@ -289,7 +289,7 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             }
             "seed-batch" => {
                 let pool = crate::seed::hot_pool(BATCH_IN_FLIGHT).await?;
-                crate::seed::batch_loop(&pool, window).await?
+                batch_loop(&pool, window).await?
             }
             "blob" | "blob-copy" | "bytes" => {
                 let payload = match scenario {
@@ -601,21 +601,37 @@ async fn batch_rate(budget: &Budget, exe: &Path) -> Result<f64> {
     Ok(median(rates))
 }
 
-/// Sends batches until `window` ends; returns jobs/s.
-async fn batch_loop(pool: &Pool, window: Duration) -> Result<f64> {
-    let start = Instant::now();
-    let mut jobs = 0u64;
-    let mut n = 0u32;
-    while start.elapsed() < window {
-        let first = n;
-        let outcomes = pool
-            .send_batch((0..BATCH_SIZE as u32).map(|i| BenchJob::Add(first.wrapping_add(i), 1)))
+/// A pool whose `send_batch` the batch figures drive.
+pub(crate) trait BatchAdder {
+    /// Sends `Add(a, 1)` for each `a` of `addends` in one `send_batch`, and
+    /// checks every sum.
+    fn add_batch(&self, addends: Vec<u32>) -> impl Future<Output = Result<()>>;
+}
+
+impl BatchAdder for Pool {
+    async fn add_batch(&self, addends: Vec<u32>) -> Result<()> {
+        let outcomes = self
+            .send_batch(addends.iter().map(|&a| BenchJob::Add(a, 1)))
             .await;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let a = first.wrapping_add(i as u32);
+        for (a, outcome) in addends.into_iter().zip(outcomes) {
             check_sum(outcome?, a, 1)?;
         }
-        n = n.wrapping_add(BATCH_SIZE as u32);
+        Ok(())
+    }
+}
+
+/// Sends batches of [`BATCH_SIZE`] Add jobs until `window` ends; returns
+/// jobs/s. Addends stay below 1,000, so that no sum overflows.
+pub(crate) async fn batch_loop(pool: &impl BatchAdder, window: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut jobs = 0u64;
+    let mut first = 0u32;
+    while start.elapsed() < window {
+        let addends = (0..BATCH_SIZE as u32)
+            .map(|i| first.wrapping_add(i) % 1000)
+            .collect();
+        pool.add_batch(addends).await?;
+        first = first.wrapping_add(BATCH_SIZE as u32);
         jobs += BATCH_SIZE as u64;
     }
     Ok(jobs as f64 / start.elapsed().as_secs_f64())

@@ -11,13 +11,13 @@
 //! target is judged where users are.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc2_host::WorkerSet;
 use test_common::HostMessage;
 use tokio::net::UnixListener;
 
-use crate::pool::{Adder, add_loop, latency_pair, report, round_trips};
+use crate::pool::{Adder, BatchAdder, add_loop, batch_loop, latency_pair, report, round_trips};
 use crate::proc::Result;
 use crate::stats::{Budget, median, median_latency};
 
@@ -28,8 +28,20 @@ pub(crate) type SeedPool = WorkerSet<UnixListener, u32, HostMessage>;
 pub const PREFIX: &str = "ipc2.seed";
 /// Tasks calling `send` in the seed-defaults throughput figure.
 pub const CALLERS: usize = 64;
-/// Jobs per `send_batch` call.
-const BATCH_SIZE: u32 = 10_000;
+
+impl BatchAdder for SeedPool {
+    async fn add_batch(&self, addends: Vec<u32>) -> Result<()> {
+        let outcomes = self
+            .send_batch(addends.iter().map(|&a| HostMessage::Add(a, 1)))
+            .await;
+        for (a, outcome) in addends.into_iter().zip(outcomes) {
+            if outcome? != a + 1 {
+                return Err(format!("Add({a}, 1) answered wrongly").into());
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Adder for SeedPool {
     async fn add(&self, a: u32, b: u32) -> Result<()> {
@@ -116,27 +128,6 @@ async fn batch_rate(budget: &Budget) -> Result<f64> {
         pool.shutdown(Duration::from_secs(5)).await;
     }
     Ok(median(rates))
-}
-
-/// `send_batch` of [`BATCH_SIZE`] Add jobs, again and again for `window`.
-pub(crate) async fn batch_loop(pool: &SeedPool, window: Duration) -> Result<f64> {
-    let start = Instant::now();
-    let mut jobs = 0u64;
-    let mut first = 0u32;
-    while start.elapsed() < window {
-        let outcomes = pool
-            .send_batch((0..BATCH_SIZE).map(|i| HostMessage::Add(first.wrapping_add(i) % 1000, 1)))
-            .await;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let a = first.wrapping_add(i as u32) % 1000;
-            if outcome? != a + 1 {
-                return Err(format!("Add({a}, 1) answered wrongly").into());
-            }
-        }
-        first = first.wrapping_add(BATCH_SIZE);
-        jobs += u64::from(BATCH_SIZE);
-    }
-    Ok(jobs as f64 / start.elapsed().as_secs_f64())
 }
 
 /// A pool for `pool-hot seed-*`: 2 seed workers with `in_flight` each.

@@ -127,10 +127,10 @@ impl<R> FrameReader<R> {
     ) -> &'a mut Vec<Frame> {
         frames.push(first);
         while frames.len() < max {
-            match self.codec.decode(&mut self.buffer) {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) | Err(_) => break,
-            }
+            let Some(frame) = self.next_buffered() else {
+                break;
+            };
+            frames.push(frame);
         }
         frames
     }
@@ -353,7 +353,11 @@ impl Outbox {
         // writer task, woken by the first frame of a batch, takes them.
         let direct =
             shared.direct.load(Ordering::Relaxed) && !shared.more_coming.load(Ordering::Relaxed);
-        if !(direct && self.try_write_now()) && was_empty {
+        // A direct write that left frames (the socket was full, or someone
+        // else was writing) wakes the writer task even if the queue was not
+        // empty: its earlier wake-up may already have found the queue taken
+        // by this write, and gone back to sleep.
+        if !(direct && self.try_write_now()) && (was_empty || direct) {
             shared.ready.notify_one();
         }
         Ok(())

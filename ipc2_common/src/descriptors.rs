@@ -59,8 +59,8 @@ pub trait Descriptors: Send + Sync + 'static {
     /// each into a wake-up. That early, needless wake-up is a cheap warning
     /// on a host whose thread would otherwise sleep until the answer: with
     /// a few jobs in flight its answers are then read sooner (1 KiB echoes
-    /// with 4 in flight ~1.4x on the CI machine), at some cost when it is
-    /// busy. Default: nothing.
+    /// with 4 in flight 1.2-1.4x in A/B runs on the CI machine), at some
+    /// cost when it is busy. Default: nothing.
     fn wake_on_peer_reads(&self) {}
 }
 
@@ -122,18 +122,17 @@ impl Socket {
         lock(&self.received)
     }
 
-    /// Runs `io` at once and, if it would block, again each time the socket
-    /// is ready for `write` (or reading), until it does not block. `io`
-    /// returns the bytes it moved and whether moving fewer than `wanted`
-    /// means the socket is full (or drained): then, like tokio's own
-    /// sockets, the readiness is cleared, saving the system call that would
-    /// only say "would block".
-    ///
-    /// Trying first matters both ways: a read sees bytes the reactor has
-    /// not reported yet (it runs on another thread, or not at all while
-    /// this one is busy), which a reader that spins briefly before parking
-    /// (see `ipc2_worker`'s inbound) relies on; a write needs no write
-    /// registration unless the socket is full.
+    /// Runs `io` until it does not block: a read each time the socket is
+    /// ready for reading, and once more whenever the reactor says it is not
+    /// (bytes may have arrived that it has not reported yet: it runs on
+    /// another thread, or not at all while this one is busy; a reader that
+    /// spins briefly before parking, see `ipc2_worker`'s inbound, only sees
+    /// them this way); a write at once, and again each time the socket has
+    /// room, which needs a write registration only once the socket is full.
+    /// `io` returns the bytes it moved and whether moving fewer than
+    /// `wanted` means the socket is full (or drained): then, like tokio's
+    /// own sockets, the readiness is cleared, and the next wait costs one
+    /// system call instead of two.
     fn poll_io(
         &self,
         cx: &mut Context<'_>,
@@ -141,9 +140,25 @@ impl Socket {
         wanted: usize,
         mut io: impl FnMut(&StdUnixStream) -> io::Result<(usize, bool)>,
     ) -> Poll<io::Result<usize>> {
-        match io(self.fd.get_ref()) {
+        let stream = self.fd.get_ref();
+        if !write {
+            loop {
+                let Poll::Ready(guard) = self.fd.poll_read_ready(cx) else {
+                    // Not reported ready (the waker is registered): try once.
+                    return match io(stream) {
+                        Ok((done, _)) => Poll::Ready(Ok(done)),
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                        Err(error) => Poll::Ready(Err(error)),
+                    };
+                };
+                if let Some(done) = retried(guard?, wanted, || io(stream)) {
+                    return Poll::Ready(done);
+                }
+            }
+        }
+        match io(stream) {
             Ok((done, _)) => {
-                if write && !self.keep_writable.load(Ordering::Relaxed) {
+                if !self.keep_writable.load(Ordering::Relaxed) {
                     // Not blocked (any more): stop hearing of room to write.
                     lock(&self.writable).take();
                 }
@@ -153,20 +168,13 @@ impl Socket {
             Err(error) => return Poll::Ready(Err(error)),
         }
         let mut writable = lock(&self.writable);
-        if write && writable.is_none() {
-            *writable = Some(self.register_writable()?);
-        }
-        let stream = self.fd.get_ref();
+        let registration = match &mut *writable {
+            Some(registration) => registration,
+            empty => empty.insert(self.register_writable()?),
+        };
         loop {
-            let done = match &*writable {
-                Some(registration) if write => {
-                    retried(ready!(registration.poll_write_ready(cx))?, wanted, || {
-                        io(stream)
-                    })
-                }
-                _ => retried(ready!(self.fd.poll_read_ready(cx))?, wanted, || io(stream)),
-            };
-            if let Some(done) = done {
+            let guard = ready!(registration.poll_write_ready(cx))?;
+            if let Some(done) = retried(guard, wanted, || io(stream)) {
                 return Poll::Ready(done);
             }
         }
