@@ -236,7 +236,7 @@ fn copied_to_shared(bytes: &[u8]) -> Option<Body> {
         return None;
     }
     let mut allocation = shm::try_alloc(bytes.len(), false).ok()?;
-    allocation.as_mut_slice().copy_from_slice(bytes);
+    shm::copy_into(allocation.as_mut_slice(), bytes);
     Some(Body::local(allocation))
 }
 

@@ -8,6 +8,8 @@
 //! - [`link`]: what one connection knows about shared memory: the peer's
 //!   regions it has mapped, and which of this process's bodies the peer holds.
 //! - [`body`]: a body in shared memory, this process's or a peer's.
+//! - `copy` (private): how bytes are copied into a region (large bodies
+//!   with streaming stores).
 //!
 //! The protocol, in short: each process writes only into its own regions.
 //! A region's descriptor is sent to a peer once (`SCM_RIGHTS`, in a
@@ -19,6 +21,7 @@
 
 mod arena;
 pub mod body;
+mod copy;
 pub mod link;
 mod region;
 
@@ -30,6 +33,7 @@ pub use arena::{
     shared_memory_limit, usage,
 };
 pub use body::{Body, Lent};
+pub(crate) use copy::copy_into;
 pub use link::{Control, ControlSink, Link, Side};
 
 /// Which process's region a [`Handle`] names, from the receiver's side.
