@@ -7,8 +7,9 @@
 //! [`Error::Closed`] on its way out, so no caller waits forever.
 //!
 //! A single `send` waits on a oneshot channel. A batch (`send_batch`) shares
-//! one [`Batch`] among all its jobs: each outcome lands in its slot, and the
-//! caller is woken once, when the last one is in. A stream job
+//! one [`Batch`] among all its jobs: outcomes gather there, tagged with
+//! their job's place, and the caller is woken once per burst of them (and
+//! for the last), so it decodes early answers while later jobs run. A stream job
 //! (`send_stream`) delivers its items, then its outcome, to the caller's
 //! `ReplyStream`. A streaming map (`WorkerSet::map`) gives each job an
 //! [`Indexed`] responder: outcomes go, tagged with the job's place in the
@@ -120,56 +121,80 @@ impl Drop for Responder {
     }
 }
 
-/// The outcomes of one batch, collected in submission order.
+/// Outcomes a batch hands its caller at a time: the caller is woken once
+/// per this many (and for the last ones), and decodes them while the rest
+/// are still running.
+const BURST: usize = 256;
+
+/// The outcomes of one batch, each tagged with its job's place in the
+/// batch, as they arrive.
 pub(crate) struct Batch {
-    outcomes: Mutex<Vec<Option<Outcome>>>,
+    arrived: Mutex<Vec<(usize, Outcome)>>,
     remaining: AtomicUsize,
     done: Notify,
     abandoned: AtomicBool,
 }
 
 impl Batch {
-    /// A batch of `size` jobs and one responder per job, in order.
-    pub(crate) fn new(size: usize) -> (Arc<Self>, Vec<Responder>) {
-        let batch = Arc::new(Self {
-            outcomes: Mutex::new((0..size).map(|_| None).collect()),
+    /// A batch of `size` jobs; [`responder`](Self::responder) makes each
+    /// job's responder when the job is submitted.
+    pub(crate) fn new(size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            arrived: Mutex::new(Vec::new()),
             remaining: AtomicUsize::new(size),
             done: Notify::new(),
             abandoned: AtomicBool::new(false),
-        });
-        let responders = (0..size)
-            .map(|index| Responder(Some(Target::Batch(Arc::clone(&batch), index))))
-            .collect();
-        (batch, responders)
+        })
+    }
+
+    /// The responder of the job at `index` in the batch (each index once).
+    pub(crate) fn responder(self: &Arc<Self>, index: usize) -> Responder {
+        Responder(Some(Target::Batch(Arc::clone(self), index)))
+    }
+
+    fn arrived(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Outcome)>> {
+        self.arrived
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn fill(&self, index: usize, outcome: Outcome) {
-        let mut outcomes = self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slot @ None) = outcomes.get_mut(index) {
-            *slot = Some(outcome);
-            drop(outcomes);
-            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                self.done.notify_one();
-            }
+        let mut arrived = self.arrived();
+        arrived.push((index, outcome));
+        let burst = arrived.len() == BURST;
+        drop(arrived);
+        // Pushed before counted: whoever sees the count reach zero finds
+        // every outcome in `arrived`.
+        let last = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
+        if burst || last {
+            self.done.notify_one();
         }
     }
 
-    /// Waits for every outcome and returns them in order.
-    pub(crate) async fn outcomes(&self) -> Vec<Outcome> {
-        while self.remaining.load(Ordering::Acquire) > 0 {
+    /// Moves the outcomes that have arrived into `into` (empty), without
+    /// waiting.
+    pub(crate) fn take_arrived(&self, into: &mut Vec<(usize, Outcome)>) {
+        std::mem::swap(&mut *self.arrived(), into);
+    }
+
+    /// Waits for a burst of outcomes, or the last ones, and moves them into
+    /// `into` (empty). Returns `false`, taking nothing, once every outcome
+    /// has been taken.
+    pub(crate) async fn next(&self, into: &mut Vec<(usize, Outcome)>) -> bool {
+        loop {
+            let remaining = self.remaining.load(Ordering::Acquire);
+            {
+                let mut arrived = self.arrived();
+                if arrived.len() >= BURST || (remaining == 0 && !arrived.is_empty()) {
+                    std::mem::swap(&mut *arrived, into);
+                    return true;
+                }
+                if remaining == 0 {
+                    return false;
+                }
+            }
             self.done.notified().await;
         }
-        let mut outcomes = self
-            .outcomes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        outcomes
-            .drain(..)
-            .map(|outcome| outcome.unwrap_or(Err(Error::Closed)))
-            .collect()
     }
 
     /// The caller gave up: jobs still queued are dropped, never sent.

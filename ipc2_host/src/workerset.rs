@@ -243,50 +243,65 @@ where
 
     /// Runs every message as a job and returns their outcomes in the same
     /// order (the counterpart of Python's `Pool.map`). Jobs run in parallel
-    /// on all workers, are encoded in one pass and handed to the pool under
-    /// one lock, and the caller is woken once, when the last one is done.
-    /// Each outcome is what [`send`](Self::send) would have returned for
-    /// that message; one failing job does not fail the others. With a
-    /// bounded queue, the batch waits for room as it goes. Dropping the
-    /// future cancels the jobs not yet given to a worker.
+    /// on all workers. They are encoded and handed to the pool a slice at a
+    /// time (one lock per slice), so workers start on the first jobs while
+    /// later ones are still being encoded; answers are decoded in bursts as
+    /// they arrive, while later jobs still run. Each outcome is what
+    /// [`send`](Self::send) would have returned for that message; one
+    /// failing job does not fail the others. With a bounded queue, the
+    /// batch waits for room as it goes. Dropping the future cancels the jobs
+    /// not yet given to a worker.
     pub async fn send_batch<I>(&self, messages: I) -> Vec<Result<W, Error>>
     where
         I: IntoIterator<Item = H>,
     {
         let shared = &self.inner.shared;
-        let encoded: Vec<_> = messages
-            .into_iter()
-            .map(|message| self.encode(FrameKind::Job, &message))
-            .collect();
-        let (batch, responders) = Batch::new(encoded.len());
+        let messages: Vec<H> = messages.into_iter().collect();
+        let batch = Batch::new(messages.len());
         let _abandon_on_drop = AbandonOnDrop(&batch);
-        let mut jobs = Vec::with_capacity(encoded.len());
-        for (job, reply) in encoded.into_iter().zip(responders) {
-            match job {
-                Ok(job) => jobs.push(job.into_job(reply, shared.config.job_timeout, false)),
-                Err(error) => reply.send(Err(error)),
-            }
-        }
-        let chunk = match shared.dispatch.room() {
-            Some(_) => shared.config.queue_capacity.unwrap_or(usize::MAX).max(1),
-            None => usize::MAX,
-        };
-        let mut jobs = jobs.into_iter().peekable();
-        while jobs.peek().is_some() {
-            let mut part: Vec<Job> = jobs.by_ref().take(chunk).collect();
-            let place = self.place(part.len()).await;
-            part.iter_mut().for_each(|job| job.holds_place = place);
-            shared.dispatch.submit(part);
-        }
-        batch
-            .outcomes()
-            .await
-            .into_iter()
-            .map(|outcome| {
+        let mut results: Vec<Option<Result<W, Error>>> = std::iter::repeat_with(|| None)
+            .take(messages.len())
+            .collect();
+        let mut settle = |arrived: &mut Vec<(usize, Outcome)>| {
+            for (index, outcome) in arrived.drain(..) {
                 let outcome = decoded(outcome);
                 shared.counters.record(&outcome);
-                outcome
-            })
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(outcome);
+                }
+            }
+        };
+        let slice = match shared.dispatch.room() {
+            Some(_) => shared
+                .config
+                .queue_capacity
+                .unwrap_or(1)
+                .clamp(1, SUBMIT_SLICE),
+            None => SUBMIT_SLICE,
+        };
+        let mut part: Vec<Job> = Vec::with_capacity(slice);
+        let mut arrived = Vec::new();
+        let mut messages = messages.iter().enumerate().peekable();
+        while messages.peek().is_some() {
+            for (index, message) in messages.by_ref().take(slice) {
+                let reply = batch.responder(index);
+                match self.encode(FrameKind::Job, message) {
+                    Ok(job) => part.push(job.into_job(reply, shared.config.job_timeout, false)),
+                    Err(error) => reply.send(Err(error)),
+                }
+            }
+            let place = self.place(part.len()).await;
+            part.iter_mut().for_each(|job| job.holds_place = place);
+            shared.dispatch.submit(part.drain(..));
+            batch.take_arrived(&mut arrived);
+            settle(&mut arrived);
+        }
+        while batch.next(&mut arrived).await {
+            settle(&mut arrived);
+        }
+        results
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Err(Error::Closed)))
             .collect()
     }
 
@@ -419,6 +434,11 @@ impl Encoded {
         }
     }
 }
+
+/// Jobs of a batch encoded and submitted together: enough that the lock
+/// and the wake-up of a submission are shared by many jobs, few enough that
+/// the workers start within tens of microseconds.
+const SUBMIT_SLICE: usize = 256;
 
 /// Marks a batch abandoned if its caller drops the future early.
 struct AbandonOnDrop<'a>(&'a Batch);

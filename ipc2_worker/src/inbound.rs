@@ -146,6 +146,15 @@ impl Inbound {
     /// come. Cancel safe: a frame is never half-read, and a reader put down
     /// by a dropped call wakes the others.
     pub(crate) async fn drive(&self, mut done: impl FnMut(&mut Filed) -> bool) {
+        // The common case under load: what the caller waits for was filed
+        // with an earlier frame. Checked before registering for progress,
+        // which costs two more lock round trips.
+        {
+            let mut filed = self.filed();
+            if done(&mut filed) || filed.finished {
+                return;
+            }
+        }
         loop {
             let progress = self.progress.notified();
             tokio::pin!(progress);
