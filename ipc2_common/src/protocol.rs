@@ -8,13 +8,15 @@
 //!    version, its pid and the one-time secret it was given);
 //! 2. the host answers [`FrameKind::Welcome`] or closes the connection;
 //! 3. the host sends [`FrameKind::Job`] / [`FrameKind::OneWayJob`] /
-//!    [`FrameKind::StreamJob`]; the worker answers each with exactly one of
+//!    [`FrameKind::StreamJob`], or several jobs at once in a
+//!    [`FrameKind::JobBatch`]; the worker answers each job with exactly one of
 //!    [`FrameKind::Reply`], [`FrameKind::Failed`], [`FrameKind::NoReply`],
 //!    [`FrameKind::JobFailed`], [`FrameKind::Panicked`], (for one-way jobs)
 //!    [`FrameKind::Ack`] or (for stream jobs, after any number of
 //!    [`FrameKind::Item`]s within the credit the host grants with
 //!    [`FrameKind::Credit`]) [`FrameKind::StreamEnd`]; the host may
-//!    [`FrameKind::Cancel`] a stream job;
+//!    [`FrameKind::Cancel`] a stream job; answers to a batch's jobs travel
+//!    together in [`FrameKind::ReplyBatch`] frames;
 //! 4. the host may send [`FrameKind::Ping`] (answered by [`FrameKind::Pong`]
 //!    when the worker next looks for a job) and [`FrameKind::Shutdown`],
 //!    after which the worker's receiver ends;
@@ -44,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::shm::Body;
 
 /// Version of this protocol; a worker built against another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Environment variable holding the path of the host's socket.
 pub const ENV_SOCKET: &str = "IPC2_SOCKET";
@@ -97,6 +99,13 @@ pub enum FrameKind {
     /// Host → worker: the caller of stream job `id` is gone; stop producing
     /// and end the job.
     Cancel = 0x08,
+    /// Host → worker: several jobs that expect a reply, in one frame (a
+    /// batch's jobs that were ready together). Their ids are consecutive,
+    /// from the frame's id. Payload: `count: u32 BE`, then per job
+    /// `len: u32 BE` and its message (never shared bodies). The worker
+    /// answers them in [`FrameKind::ReplyBatch`]es, or any of them with a
+    /// frame of its own (a reply that holds shared bodies).
+    JobBatch = 0x09,
     /// Host → worker: a body the worker lent was dropped. Payload: region
     /// (u32), offset and length (u64), big endian.
     BodyRelease = 0x0d,
@@ -135,6 +144,12 @@ pub enum FrameKind {
     Item = 0x19,
     /// Worker → host: stream job `id` ended normally after its items.
     StreamEnd = 0x1a,
+    /// Worker → host: answers to jobs of [`FrameKind::JobBatch`] `id`, in
+    /// any order and any grouping. Payload: per answer `index: u32 BE`
+    /// (the job's place in the batch), its kind byte (one of the answers
+    /// to a job: `Reply`, `NoReply`, `JobFailed`, `Failed`, `Panicked`),
+    /// `len: u32 BE` and that answer's payload.
+    ReplyBatch = 0x1b,
     /// Worker → host: as [`FrameKind::BodyRelease`].
     WorkerBodyRelease = 0x2d,
     /// Worker → host: as [`FrameKind::RegionDetach`].
@@ -157,6 +172,7 @@ impl FrameKind {
             0x06 => Self::StreamJob,
             0x07 => Self::Credit,
             0x08 => Self::Cancel,
+            0x09 => Self::JobBatch,
             0x0c => Self::HostHeartbeat,
             0x10 => Self::Hello,
             0x11 => Self::Reply,
@@ -169,6 +185,7 @@ impl FrameKind {
             0x18 => Self::Failed,
             0x19 => Self::Item,
             0x1a => Self::StreamEnd,
+            0x1b => Self::ReplyBatch,
             0x0d => Self::BodyRelease,
             0x0e => Self::RegionDetach,
             0x0f => Self::RegionAttach,
@@ -222,8 +239,9 @@ pub struct PanicReport {
 /// A worker's farewell: the last frame it sends.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Leaving {
-    /// Jobs its code took (`Job` and `OneWayJob` frames handled, in the
-    /// order they were sent); any job sent after those was never started.
+    /// Jobs its code took (each job of a `JobBatch` counts, as do `Job`
+    /// and `OneWayJob` frames, in the order they were sent); any job sent
+    /// after those was never started.
     pub yielded: u64,
     /// Whether a panic is taking the worker down.
     pub panicking: bool,

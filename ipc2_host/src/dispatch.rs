@@ -26,7 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::responder::Responder;
+use crate::responder::{Outcome, Responder};
 use crate::stats::{WorkerState, WorkerStats};
 
 /// What a job expects from its worker.
@@ -49,6 +49,9 @@ pub(crate) struct Job {
     /// given to.
     pub(crate) lent: Lent,
     pub(crate) kind: JobKind,
+    /// Jobs the frame carries: 1, or the count of a `JobBatch` frame (whose
+    /// responder answers them one by one).
+    pub(crate) members: u32,
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
     pub(crate) attempts: u32,
@@ -70,6 +73,36 @@ pub(crate) struct InFlight {
     /// first): a worker that leaves says how many it took, so the rest are
     /// known never to have started.
     seq: u64,
+    /// Jobs of the frame not answered yet.
+    left: u32,
+}
+
+/// How an answer from a worker relates to what it holds.
+pub(crate) enum Done {
+    /// It answers this job (or the last job of this `JobBatch` frame).
+    Whole(InFlight),
+    /// It answers a job that already timed out: discard it.
+    Late,
+    /// It answers job `index` of the `JobBatch` frame `batch`, which the
+    /// worker still holds: settle it with [`Dispatch::complete_batch`].
+    Member { batch: u64, index: u32 },
+}
+
+/// Jobs that timed out without the worker being killed: their callers have
+/// their answer, but the worker is still busy with them.
+struct Abandoned {
+    /// The job's id (a `JobBatch` frame's: its first job's).
+    id: u64,
+    /// Ids it covers, from `id`.
+    span: u32,
+    /// Jobs whose late answers have not arrived.
+    left: u32,
+}
+
+impl Abandoned {
+    fn covers(&self, id: u64) -> bool {
+        id.wrapping_sub(self.id) < u64::from(self.span)
+    }
 }
 
 /// What the worker's supervisor should do after jobs completed.
@@ -127,9 +160,10 @@ struct LiveWorker {
     pid: u32,
     outbox: Outbox,
     in_flight: JobTable,
-    /// Jobs that timed out without the worker being killed: their callers
-    /// have their answer, but the worker is still busy with them.
-    abandoned: Vec<u64>,
+    /// Unanswered jobs in `in_flight` (a `JobBatch` frame counts its jobs).
+    load: usize,
+    /// Jobs that timed out without the worker being killed.
+    abandoned: Vec<Abandoned>,
     /// Jobs given to this process so far.
     given: u64,
     /// In-flight jobs that carry a deadline.
@@ -244,7 +278,7 @@ impl Dispatch {
                 drop(state);
                 for job in jobs {
                     freed += usize::from(job.holds_place);
-                    job.reply.send(Err(refusal.clone().into()));
+                    job.reply.fail(|| refusal.clone().into());
                 }
             }
         }
@@ -267,7 +301,7 @@ impl Dispatch {
             }
             Err(refusal) => {
                 drop(state);
-                job.reply.send(Err(refusal.into()));
+                job.reply.fail(|| refusal.clone().into());
             }
         }
     }
@@ -280,7 +314,7 @@ impl Dispatch {
             .slots
             .iter_mut()
             .filter_map(|slot| slot.live.as_mut())
-            .filter(|worker| worker.has_room(max, max_jobs))
+            .filter(|worker| worker.has_room(max, max_jobs, job.members))
             .min_by_key(|worker| worker.busy());
         let place = usize::from(job.holds_place);
         if let Some(worker) = target {
@@ -329,6 +363,7 @@ impl Dispatch {
             pid,
             outbox,
             in_flight: JobTable::default(),
+            load: 0,
             abandoned: Vec::new(),
             given: 0,
             with_deadline: 0,
@@ -344,16 +379,91 @@ impl Dispatch {
         self.free_places(freed);
     }
 
-    /// Worker `slot` answered the jobs `ids`, in order: moves each job into
-    /// `done` (`None` for a job that had already timed out; its late answer
-    /// is to be discarded), and gives the worker its next queued jobs, all
-    /// under one lock. Stops at the first id the worker does not hold (a
-    /// protocol violation), reported as `unknown`.
+    /// Worker `slot` answered the jobs `ids`, in order: moves into `done`
+    /// what each answer settles (see [`Done`]), and gives the worker its
+    /// next queued jobs, all under one lock. Stops at the first id the
+    /// worker does not hold (a protocol violation), reported as `unknown`.
     pub(crate) fn complete(
         &self,
         slot: usize,
         ids: impl IntoIterator<Item = u64>,
-        done: &mut Vec<Option<InFlight>>,
+        done: &mut Vec<Done>,
+    ) -> Completed {
+        self.answering(slot, |entry, worker| {
+            for id in ids {
+                let Some(answer) = worker.settle(id) else {
+                    return true;
+                };
+                if !matches!(answer, Done::Member { .. }) {
+                    entry.jobs_done += 1;
+                }
+                done.push(answer);
+            }
+            false
+        })
+    }
+
+    /// Worker `slot` answered jobs of its `JobBatch` frame `batch` (by their
+    /// index in it): delivers their outcomes, and gives the worker its next
+    /// queued jobs, all under one lock. An index the frame does not have, or
+    /// whose job is already answered, is a protocol violation (`unknown`).
+    pub(crate) fn complete_batch(
+        &self,
+        slot: usize,
+        batch: u64,
+        answers: Vec<(u32, Outcome)>,
+    ) -> Completed {
+        self.answering(slot, |entry, worker| {
+            let count = answers.len();
+            let Some(held) = worker
+                .in_flight
+                .get_mut(&batch)
+                .filter(|held| held.job.members > 1)
+            else {
+                // Late answers to a frame that timed out: discard them.
+                let Some(index) = worker
+                    .abandoned
+                    .iter()
+                    .position(|late| late.id == batch && late.span > 1)
+                else {
+                    return true;
+                };
+                let late = &mut worker.abandoned[index];
+                late.left = late.left.saturating_sub(count as u32);
+                if late.left == 0 {
+                    worker.abandoned.swap_remove(index);
+                }
+                entry.jobs_done += count as u64;
+                return false;
+            };
+            let mut answered = 0u32;
+            let mut unknown = false;
+            for (index, outcome) in answers {
+                if !held.job.reply.answer_member(index, outcome) {
+                    unknown = true;
+                    break;
+                }
+                answered += 1;
+            }
+            held.left -= answered;
+            let finished = held.left == 0;
+            worker.load -= answered as usize;
+            entry.jobs_done += u64::from(answered);
+            if finished {
+                worker.take(batch);
+            }
+            unknown
+        })
+    }
+
+    /// Runs `settle` on worker `slot`'s entry and routing state, then gives
+    /// the worker its next queued jobs and works out what its supervisor
+    /// should do next. `settle` returns whether an answer named a job the
+    /// worker does not hold.
+    fn answering(
+        &self,
+        slot: usize,
+        settle: impl FnOnce(&mut Slot, &mut LiveWorker) -> bool,
     ) -> Completed {
         let mut state = self.lock();
         let State {
@@ -362,7 +472,7 @@ impl Dispatch {
             slots,
             ..
         } = &mut *state;
-        let Some((entry, worker)) = slots
+        let Some((entry, mut worker)) = slots
             .get_mut(slot)
             .and_then(|entry| entry.live.take().map(|worker| (entry, worker)))
         else {
@@ -372,25 +482,7 @@ impl Dispatch {
                 retire: false,
             };
         };
-        let mut worker = worker;
-        let mut unknown = false;
-        for id in ids {
-            let job = match worker.take(id) {
-                Some(job) => Some(job),
-                None => match worker.abandoned.iter().position(|&late| late == id) {
-                    Some(index) => {
-                        worker.abandoned.swap_remove(index);
-                        None
-                    }
-                    None => {
-                        unknown = true;
-                        break;
-                    }
-                },
-            };
-            entry.jobs_done += 1;
-            done.push(job);
-        }
+        let unknown = settle(entry, &mut worker);
         let freed = self.refill(*phase, queue, &mut worker);
         let retire = worker.busy() == 0
             && self
@@ -430,7 +522,7 @@ impl Dispatch {
                     Some(stream) => stream.push(item.payload),
                     None => unknown = true,
                 },
-                None => unknown |= !worker.abandoned.contains(&item.id),
+                None => unknown |= !worker.abandoned.iter().any(|late| late.covers(item.id)),
             }
         }
         unknown
@@ -457,7 +549,15 @@ impl Dispatch {
             .map(|(id, _)| *id)
             .collect();
         if keep_busy {
-            worker.abandoned.extend(&expired);
+            for id in &expired {
+                if let Some(held) = worker.in_flight.get(id) {
+                    worker.abandoned.push(Abandoned {
+                        id: *id,
+                        span: held.job.members,
+                        left: held.left,
+                    });
+                }
+            }
         } else if !expired.is_empty() {
             // The worker is about to be killed.
             worker.accepting = false;
@@ -588,7 +688,7 @@ impl Dispatch {
             self.drained.notify_waiters();
         }
         for job in stranded {
-            job.reply.send(Err(refusal.clone().into()));
+            job.reply.fail(|| refusal.clone().into());
         }
     }
 
@@ -631,7 +731,7 @@ impl Dispatch {
             .slots
             .iter()
             .filter_map(|slot| slot.live.as_ref())
-            .map(|worker| worker.in_flight.len())
+            .map(|worker| worker.load)
             .sum();
         state.queue.len() + running
     }
@@ -681,7 +781,7 @@ impl Dispatch {
         drop(state);
         let failed = queued.len() + running.len();
         for reply in queued.into_iter().chain(running) {
-            reply.send(Err(error()));
+            reply.fail(error);
         }
         failed
     }
@@ -768,14 +868,53 @@ impl State {
 impl LiveWorker {
     /// Jobs the worker is working on, answered or not.
     fn busy(&self) -> usize {
-        self.in_flight.len() + self.abandoned.len()
+        let late: usize = self.abandoned.iter().map(|late| late.left as usize).sum();
+        self.load + late
     }
 
-    fn has_room(&self, max_in_flight: usize, max_jobs: Option<u64>) -> bool {
+    /// Whether the worker may take a frame of `jobs` jobs now. A frame
+    /// larger than the limits is taken by an idle worker, so that it never
+    /// waits forever.
+    fn has_room(&self, max_in_flight: usize, max_jobs: Option<u64>, jobs: u32) -> bool {
+        let busy = self.busy();
         self.accepting
             && !self.suspended
-            && self.busy() < max_in_flight
-            && max_jobs.is_none_or(|max| self.given < max)
+            && (busy + jobs as usize <= max_in_flight || busy == 0)
+            && max_jobs.is_none_or(|max| self.given + u64::from(jobs) <= max || self.given == 0)
+    }
+
+    /// What an answer to job `id` settles; `None` if the worker holds no
+    /// such job.
+    fn settle(&mut self, id: u64) -> Option<Done> {
+        if let Some(held) = self.in_flight.get(&id) {
+            if held.job.members > 1 {
+                return Some(Done::Member {
+                    batch: id,
+                    index: 0,
+                });
+            }
+            return self.take(id).map(Done::Whole);
+        }
+        if let Some(index) = self.abandoned.iter().position(|late| late.covers(id)) {
+            let late = &mut self.abandoned[index];
+            late.left = late.left.saturating_sub(1);
+            if late.left == 0 {
+                self.abandoned.swap_remove(index);
+            }
+            return Some(Done::Late);
+        }
+        // A job of a `JobBatch` frame answered in a frame of its own.
+        self.in_flight
+            .iter()
+            .filter(|(_, held)| held.job.members > 1)
+            .find_map(|(&batch, _)| {
+                let index = id.wrapping_sub(batch);
+                let members = self.in_flight.get(&batch)?.job.members;
+                (index < u64::from(members)).then_some(Done::Member {
+                    batch,
+                    index: index as u32,
+                })
+            })
     }
 
     /// Sends `job` to this worker; gives it back if the connection is gone.
@@ -798,19 +937,29 @@ impl LiveWorker {
         }
         job.attempts += 1;
         let seq = self.given;
-        self.given += 1;
+        self.given += u64::from(job.members);
+        self.load += job.members as usize;
+        let left = job.members;
         let deadline = job.timeout.map(|timeout| Instant::now() + timeout);
         if deadline.is_some() {
             self.with_deadline += 1;
             self.wake.notify_one();
         }
-        self.in_flight
-            .insert(job.id, InFlight { job, deadline, seq });
+        self.in_flight.insert(
+            job.id,
+            InFlight {
+                job,
+                deadline,
+                seq,
+                left,
+            },
+        );
         Ok(())
     }
 
     fn take(&mut self, id: u64) -> Option<InFlight> {
         let held = self.in_flight.remove(&id)?;
+        self.load -= held.left as usize;
         if held.deadline.is_some() {
             self.with_deadline -= 1;
         }
@@ -834,7 +983,10 @@ impl LiveWorker {
         max_jobs: Option<u64>,
     ) -> usize {
         let mut freed = 0;
-        while self.has_room(max_in_flight, max_jobs) {
+        while let Some(front) = queue.front() {
+            if !self.has_room(max_in_flight, max_jobs, front.members) {
+                break;
+            }
             let Some(mut job) = queue.pop_front() else {
                 break;
             };

@@ -58,6 +58,7 @@ mod config;
 mod dispatch;
 pub mod error;
 mod gate;
+mod grouping;
 mod io_thread;
 pub mod map;
 pub mod pending;

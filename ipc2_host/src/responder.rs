@@ -49,6 +49,9 @@ pub(crate) struct Responder(Option<Target>);
 enum Target {
     One(oneshot::Sender<Outcome>),
     Batch(Arc<Batch>, usize),
+    /// The jobs of one `JobBatch` frame: per job, its place in the batch,
+    /// `None` once answered.
+    Members(Arc<Batch>, Vec<Option<usize>>),
     Stream(Arc<StreamShared>),
     Indexed(Indexed, usize),
 }
@@ -78,13 +81,45 @@ impl Responder {
         }
     }
 
+    /// Delivers the outcome of job `index` of a `JobBatch` frame; `false`
+    /// (delivering nothing) if this is not such a frame's responder, or it
+    /// has no job `index` still unanswered.
+    pub(crate) fn answer_member(&mut self, index: u32, outcome: Outcome) -> bool {
+        let Some(Target::Members(batch, places)) = &mut self.0 else {
+            return false;
+        };
+        let Some(place) = places.get_mut(index as usize).and_then(Option::take) else {
+            return false;
+        };
+        batch.fill(place, outcome);
+        true
+    }
+
+    /// Fails the job with `error()`; every unanswered job of a `JobBatch`
+    /// frame's responder gets an error of its own.
+    pub(crate) fn fail(mut self, error: impl Fn() -> Error) {
+        match self.0.take() {
+            Some(Target::Members(batch, places)) => {
+                for place in places.into_iter().flatten() {
+                    batch.fill(place, Err(error()));
+                }
+            }
+            target => Self(target).send(Err(error())),
+        }
+    }
+
     /// Delivers the outcome. A caller that has gone away is not an error.
+    /// A `JobBatch` frame's responder is answered job by job
+    /// ([`answer_member`](Self::answer_member)) or failed whole
+    /// ([`fail`](Self::fail)); given one outcome, it fails its jobs with
+    /// [`Error::Closed`].
     pub(crate) fn send(mut self, outcome: Outcome) {
         match self.0.take() {
             Some(Target::One(sender)) => {
                 let _ = sender.send(outcome);
             }
             Some(Target::Batch(batch, index)) => batch.fill(index, outcome),
+            Some(members @ Target::Members(..)) => Self(Some(members)).fail(|| Error::Closed),
             Some(Target::Stream(shared)) => shared.end(outcome),
             Some(Target::Indexed(outcomes, index)) => {
                 let _ = outcomes.send((index, outcome));
@@ -97,7 +132,9 @@ impl Responder {
     pub(crate) fn is_closed(&self) -> bool {
         match &self.0 {
             Some(Target::One(sender)) => sender.is_closed(),
-            Some(Target::Batch(batch, _)) => batch.abandoned.load(Ordering::Relaxed),
+            Some(Target::Batch(batch, _) | Target::Members(batch, _)) => {
+                batch.abandoned.load(Ordering::Relaxed)
+            }
             Some(Target::Stream(shared)) => shared.is_closed(),
             Some(Target::Indexed(outcomes, _)) => outcomes.is_closed(),
             None => true,
@@ -112,6 +149,7 @@ impl Drop for Responder {
         // caller would wait forever.
         match self.0.take() {
             Some(Target::Batch(batch, index)) => batch.fill(index, Err(Error::Closed)),
+            Some(members @ Target::Members(..)) => Self(Some(members)).fail(|| Error::Closed),
             Some(Target::Stream(shared)) => shared.end(Err(Error::Closed)),
             Some(Target::Indexed(outcomes, index)) => {
                 let _ = outcomes.send((index, Err(Error::Closed)));
@@ -150,6 +188,13 @@ impl Batch {
     /// The responder of the job at `index` in the batch (each index once).
     pub(crate) fn responder(self: &Arc<Self>, index: usize) -> Responder {
         Responder(Some(Target::Batch(Arc::clone(self), index)))
+    }
+
+    /// The responder of a `JobBatch` frame whose jobs are those at
+    /// `places` in the batch, in the frame's order.
+    pub(crate) fn members(self: &Arc<Self>, places: Vec<usize>) -> Responder {
+        let places = places.into_iter().map(Some).collect();
+        Responder(Some(Target::Members(Arc::clone(self), places)))
     }
 
     fn arrived(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Outcome)>> {

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ipc2_common::codec::batch::{BatchAnswer, batch_answers};
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, share_memory, write_frames};
 use ipc2_common::liveness::LastHeard;
@@ -49,12 +50,13 @@ use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use crate::dispatch::{InFlight, JobKind};
+use crate::dispatch::{Done, InFlight, JobKind};
 use crate::error::{Error, ExitInfo};
-use crate::responder::Reply;
+use crate::responder::{Outcome, Reply};
 use crate::shared::Shared;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
+use crate::stream::StreamShared;
 
 /// How long a worker whose connection closed gets to exit on its own before
 /// it is killed.
@@ -422,7 +424,7 @@ pub(crate) async fn serve_link(
                 for held in expired {
                     let after = held.job.timeout.unwrap_or_default();
                     tracing::warn!(worker = slot, pid, ?after, killed = kill, "job timed out");
-                    held.job.reply.send(Err(Error::Timeout { worker: slot, pid, after, killed: kill }));
+                    held.job.reply.fail(|| Error::Timeout { worker: slot, pid, after, killed: kill });
                 }
                 armed = None;
                 if kill {
@@ -540,7 +542,7 @@ fn answer(
     slot: usize,
     pid: u32,
     frames: &mut Vec<Frame>,
-    done: &mut Vec<Option<InFlight>>,
+    done: &mut Vec<Done>,
     watch: &mut Watch,
     outbox: &Outbox,
 ) -> Result<Next, Arc<CodecError>> {
@@ -551,6 +553,8 @@ fn answer(
     let items: Vec<Frame> = frames
         .extract_if(.., |frame| frame.kind == FrameKind::Item)
         .collect();
+    // Answers to the jobs of `JobBatch` frames, per frame.
+    let mut batches: Vec<(u64, Vec<BatchAnswer>)> = Vec::new();
     frames.retain(|frame| match frame.kind {
         FrameKind::Leaving => {
             match decode_message::<Leaving>(&frame.payload) {
@@ -561,6 +565,16 @@ fn answer(
         }
         FrameKind::Pong => {
             pong = Some(frame.id);
+            false
+        }
+        FrameKind::ReplyBatch => {
+            match batch_answers(frame.payload.clone()) {
+                Ok(answers) => {
+                    panicked |= answers.iter().any(|a| a.kind == FrameKind::Panicked);
+                    batches.push((frame.id, answers));
+                }
+                Err(error) => violation = Some(Arc::new(error)),
+            }
             false
         }
         kind => {
@@ -591,7 +605,7 @@ fn answer(
         shared.dispatch.resume(slot);
     }
 
-    let completed = match frames.is_empty() {
+    let mut completed = match frames.is_empty() {
         true => None,
         false => Some(
             shared
@@ -599,75 +613,60 @@ fn answer(
                 .complete(slot, frames.iter().map(|frame| frame.id), done),
         ),
     };
-    if completed
-        .as_ref()
-        .is_some_and(|completed| completed.unknown)
-    {
+    let mut unknown = completed.as_ref().is_some_and(|c| c.unknown);
+    for (frame, answered) in frames.drain(..).zip(done.drain(..)) {
+        let held = match answered {
+            Done::Whole(held) => held,
+            // A late answer to a job that already timed out: discard it.
+            Done::Late => continue,
+            // A job of a batch answered in a frame of its own.
+            Done::Member { batch, index } => {
+                let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
+                let next = shared
+                    .dispatch
+                    .complete_batch(slot, batch, vec![(index, outcome)]);
+                unknown |= next.unknown;
+                completed = Some(next);
+                continue;
+            }
+        };
+        let InFlight { job, .. } = held;
+        let outcome = outcome_of(
+            slot,
+            pid,
+            frame,
+            job.kind,
+            job.reply.as_stream(),
+            &mut violation,
+        );
+        job.reply.send(outcome);
+    }
+    frames.clear();
+    for (batch, answers) in batches {
+        let answers = answers
+            .into_iter()
+            .map(|answer| {
+                let frame = Frame {
+                    kind: answer.kind,
+                    id: batch,
+                    payload: answer.payload,
+                    bodies: Vec::new(),
+                };
+                let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
+                (answer.index, outcome)
+            })
+            .collect();
+        let next = shared.dispatch.complete_batch(slot, batch, answers);
+        unknown |= next.unknown;
+        completed = Some(next);
+    }
+    if unknown {
         violation.get_or_insert_with(|| {
             Arc::new(CodecError::Malformed(
                 "answer for a job this worker does not hold",
             ))
         });
     }
-    for (frame, held) in frames.drain(..).zip(done.drain(..)) {
-        // A late answer to a job that already timed out: discard it.
-        let Some(InFlight { job, .. }) = held else {
-            continue;
-        };
-        let ended = Reply {
-            worker: slot,
-            pid,
-            payload: Bytes::new(),
-            bodies: Vec::new(),
-        };
-        let outcome = match (frame.kind, job.kind) {
-            (FrameKind::Reply, JobKind::Reply) => Ok(Reply {
-                payload: frame.payload,
-                bodies: frame.bodies,
-                ..ended
-            }),
-            (FrameKind::Ack, JobKind::OneWay) | (FrameKind::StreamEnd, JobKind::Stream) => {
-                Ok(ended)
-            }
-            // A stream job answered with a single reply: a stream of one.
-            (FrameKind::Reply, JobKind::Stream) => {
-                if let Some(stream) = job.reply.as_stream() {
-                    stream.push(frame.payload);
-                }
-                Ok(ended)
-            }
-            (FrameKind::Failed, _) => Err(Error::App {
-                worker: slot,
-                pid,
-                message: String::from_utf8_lossy(&frame.payload).into_owned(),
-            }),
-            (FrameKind::NoReply, JobKind::Reply | JobKind::Stream) => {
-                Err(Error::NoReply { worker: slot, pid })
-            }
-            (FrameKind::JobFailed, _) => Err(Error::JobFailed {
-                worker: slot,
-                pid,
-                reason: String::from_utf8_lossy(&frame.payload).into_owned(),
-            }),
-            (FrameKind::Panicked, JobKind::Reply | JobKind::Stream) => {
-                match decode_message::<PanicReport>(&frame.payload) {
-                    Ok(report) => Err(Error::Panicked {
-                        worker: slot,
-                        pid,
-                        message: report.message,
-                        location: report.location,
-                    }),
-                    Err(error) => Err(protocol_error(slot, pid, Arc::new(error), &mut violation)),
-                }
-            }
-            (kind, _) => {
-                let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
-                Err(protocol_error(slot, pid, source, &mut violation))
-            }
-        };
-        job.reply.send(outcome);
-    }
-    frames.clear();
     if let Some(farewell) = leaving {
         watch.leaving_in_panic |= farewell.panicking;
         for job in shared.dispatch.leaving(slot, farewell.yielded) {
@@ -683,6 +682,69 @@ fn answer(
             },
             retire: completed.is_some_and(|completed| completed.retire),
         }),
+    }
+}
+
+/// The outcome an answer frame gives a job of `kind` (whose stream, for a
+/// stream job, is `stream`). An answer that does not fit the job breaks the
+/// protocol: the job fails with [`Error::Protocol`] and the first such
+/// violation is kept in `violation`.
+fn outcome_of(
+    slot: usize,
+    pid: u32,
+    frame: Frame,
+    kind: JobKind,
+    stream: Option<&Arc<StreamShared>>,
+    violation: &mut Option<Arc<CodecError>>,
+) -> Outcome {
+    let ended = Reply {
+        worker: slot,
+        pid,
+        payload: Bytes::new(),
+        bodies: Vec::new(),
+    };
+    match (frame.kind, kind) {
+        (FrameKind::Reply, JobKind::Reply) => Ok(Reply {
+            payload: frame.payload,
+            bodies: frame.bodies,
+            ..ended
+        }),
+        (FrameKind::Ack, JobKind::OneWay) | (FrameKind::StreamEnd, JobKind::Stream) => Ok(ended),
+        // A stream job answered with a single reply: a stream of one.
+        (FrameKind::Reply, JobKind::Stream) => {
+            if let Some(stream) = stream {
+                stream.push(frame.payload);
+            }
+            Ok(ended)
+        }
+        (FrameKind::Failed, _) => Err(Error::App {
+            worker: slot,
+            pid,
+            message: String::from_utf8_lossy(&frame.payload).into_owned(),
+        }),
+        (FrameKind::NoReply, JobKind::Reply | JobKind::Stream) => {
+            Err(Error::NoReply { worker: slot, pid })
+        }
+        (FrameKind::JobFailed, _) => Err(Error::JobFailed {
+            worker: slot,
+            pid,
+            reason: String::from_utf8_lossy(&frame.payload).into_owned(),
+        }),
+        (FrameKind::Panicked, JobKind::Reply | JobKind::Stream) => {
+            match decode_message::<PanicReport>(&frame.payload) {
+                Ok(report) => Err(Error::Panicked {
+                    worker: slot,
+                    pid,
+                    message: report.message,
+                    location: report.location,
+                }),
+                Err(error) => Err(protocol_error(slot, pid, Arc::new(error), violation)),
+            }
+        }
+        (kind, _) => {
+            let source = Arc::new(CodecError::UnexpectedKind(kind as u8));
+            Err(protocol_error(slot, pid, source, violation))
+        }
     }
 }
 
@@ -711,22 +773,21 @@ pub(crate) fn settle(
     pid: u32,
     end: &End,
     held: InFlight,
-    gone: impl FnOnce(u32) -> Error,
+    gone: impl Fn(u32) -> Error,
 ) {
     let job = held.job;
-    let error = match end {
-        End::Violation(source) => Error::Protocol {
+    if let End::Violation(source) = end {
+        return job.reply.fail(|| Error::Protocol {
             worker: slot,
             pid,
             source: Arc::clone(source),
-        },
-        _ if job.attempts < shared.config.max_attempts => {
-            shared.dispatch.requeue(job);
-            return;
-        }
-        _ => gone(job.attempts),
-    };
-    job.reply.send(Err(error));
+        });
+    }
+    if job.attempts < shared.config.max_attempts {
+        return shared.dispatch.requeue(job);
+    }
+    let attempts = job.attempts;
+    job.reply.fail(|| gone(attempts));
 }
 
 /// The error of a job whose spawned worker died on its last attempt.

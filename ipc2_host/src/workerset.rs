@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::codec::{decode_message_with_bodies, encode_frame_with_bodies};
+use ipc2_common::codec::{Prepared, decode_message_with_bodies, prepare};
 use ipc2_common::shm::Lent;
 use ipc2_common::{FrameKind, Server};
 use serde::Serialize;
@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch::{Job, JobKind};
 use crate::error::Error;
+use crate::grouping::Grouper;
 use crate::io_thread::IoRuntime;
 use crate::responder::{Batch, Outcome, Responder};
 use crate::shared::Shared;
@@ -279,16 +280,35 @@ where
                 .clamp(1, SUBMIT_SLICE),
             None => SUBMIT_SLICE,
         };
+        let config = &shared.config;
+        let mut grouper = Grouper::new(config, messages.len(), &batch, &shared.next_job_id);
         let mut part: Vec<Job> = Vec::with_capacity(slice);
         let mut arrived = Vec::new();
         let mut messages = messages.iter().enumerate().peekable();
         while messages.peek().is_some() {
             for (index, message) in messages.by_ref().take(slice) {
+                let prepared = match prepare(message, config.shared_memory, None) {
+                    Ok(prepared) => prepared,
+                    Err(error) => {
+                        batch.responder(index).send(Err(Error::Encode(error)));
+                        continue;
+                    }
+                };
+                let alone = match grouper.as_mut() {
+                    Some(grouper) => match grouper.add(index, prepared, &mut part) {
+                        Ok(()) => continue,
+                        Err(alone) => alone,
+                    },
+                    None => prepared,
+                };
                 let reply = batch.responder(index);
-                match self.encode(FrameKind::Job, message) {
-                    Ok(job) => part.push(job.into_job(reply, shared.config.job_timeout, false)),
+                match self.encode_prepared(FrameKind::Job, alone) {
+                    Ok(job) => part.push(job.into_job(reply, config.job_timeout, false)),
                     Err(error) => reply.send(Err(error)),
                 }
+            }
+            if let Some(grouper) = grouper.as_mut() {
+                grouper.close(&mut part);
             }
             let place = self.place(part.len()).await;
             part.iter_mut().for_each(|job| job.holds_place = place);
@@ -335,18 +355,18 @@ where
 
     /// Encodes `message` straight into a frame with a fresh job id.
     pub(crate) fn encode(&self, kind: FrameKind, message: &H) -> Result<Encoded, Error> {
+        let prepared = prepare(message, self.inner.shared.config.shared_memory, None)
+            .map_err(Error::Encode)?;
+        self.encode_prepared(kind, prepared)
+    }
+
+    /// Encodes a message already sized into a frame with a fresh job id.
+    fn encode_prepared(&self, kind: FrameKind, message: Prepared<'_, H>) -> Result<Encoded, Error> {
         let shared = &self.inner.shared;
         let id = shared.next_job_id.fetch_add(1, Ordering::Relaxed);
-        let config = &shared.config;
-        let (frame, lent) = encode_frame_with_bodies(
-            kind,
-            id,
-            message,
-            config.max_frame_length,
-            config.shared_memory,
-            None,
-        )
-        .map_err(Error::Encode)?;
+        let (frame, lent) = message
+            .into_frame(kind, id, shared.config.max_frame_length)
+            .map_err(Error::Encode)?;
         let kind = match kind {
             FrameKind::OneWayJob => JobKind::OneWay,
             FrameKind::StreamJob => JobKind::Stream,
@@ -426,6 +446,7 @@ impl Encoded {
             frame: self.frame,
             lent: self.lent,
             kind: self.kind,
+            members: 1,
             timeout,
             attempts: 0,
             keep_frame: self.keep_frame,

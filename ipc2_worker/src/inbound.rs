@@ -41,7 +41,8 @@ pub(crate) struct Flow {
 /// What has been read and not yet taken.
 #[derive(Debug, Default)]
 pub(crate) struct Filed {
-    /// Job frames not yet handed out by `recv`, in the order they came.
+    /// Job frames (and batches of jobs) not yet handed out by `recv`, in
+    /// the order they came.
     pub(crate) jobs: VecDeque<Frame>,
     /// Flow control of the stream jobs not yet ended.
     pub(crate) flows: HashMap<u64, Flow>,
@@ -200,7 +201,9 @@ impl Inbound {
         let mut filed = self.filed();
         match frame {
             Ok(Some(frame)) => match frame.kind {
-                FrameKind::Job | FrameKind::OneWayJob => filed.jobs.push_back(frame),
+                FrameKind::Job | FrameKind::OneWayJob | FrameKind::JobBatch => {
+                    filed.jobs.push_back(frame);
+                }
                 FrameKind::StreamJob => {
                     filed.flows.insert(frame.id, Flow::default());
                     filed.jobs.push_back(frame);

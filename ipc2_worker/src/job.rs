@@ -14,11 +14,12 @@ use std::fmt::Display;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use ipc2_common::codec::{encode_frame, encode_frame_with_bodies, encode_raw_frame};
+use ipc2_common::codec::{encode_frame, encode_raw_frame, prepare};
 use ipc2_common::protocol::MAX_FAIL_REASON;
 use ipc2_common::{FrameKind, Outbox, PanicReport};
 use serde::Serialize;
 
+use crate::batch::Collector;
 use crate::error::ReplyError;
 use crate::inbound::Inbound;
 use crate::panic::{report_for_dropped_sender, truncated};
@@ -67,9 +68,24 @@ impl<Out> ReplySender<Out> {
                 outbox: Some(outbox),
                 max_frame_length,
                 stream,
+                batch: None,
             },
             _reply: PhantomData,
         }
+    }
+
+    /// The sender of job `index` of a batch, whose answer goes to the
+    /// batch's collector.
+    pub(crate) fn in_batch(
+        id: u64,
+        outbox: Outbox,
+        max_frame_length: usize,
+        collector: Arc<Collector>,
+        index: u32,
+    ) -> Self {
+        let mut sender = Self::new(id, outbox, max_frame_length, None);
+        sender.answer.batch = Some((collector, index));
+        sender
     }
 
     /// Fails the job with a reason of the application's (an invalid input,
@@ -156,6 +172,8 @@ pub(crate) struct Answer {
     /// The connection's read side, for a stream job (its credit arrives
     /// there).
     pub(crate) stream: Option<Arc<Inbound>>,
+    /// For a job of a batch: the batch's collector and the job's place.
+    pub(crate) batch: Option<(Arc<Collector>, u32)>,
 }
 
 impl Answer {
@@ -166,6 +184,7 @@ impl Answer {
             outbox: self.outbox.take(),
             max_frame_length: self.max_frame_length,
             stream: self.stream.take(),
+            batch: self.batch.take(),
         }
     }
 
@@ -194,17 +213,40 @@ impl Answer {
         };
         let link = outbox.link();
         let (id, max) = (self.id, self.max_frame_length);
-        match encode_frame_with_bodies(kind, id, message, max, link.is_some(), link.as_ref()) {
+        let prepared = prepare(message, link.is_some(), link.as_ref());
+        let encoded = match (prepared, &self.batch) {
+            // In a batch, a reply without shared bodies joins the others.
+            (Ok(prepared), Some((collector, index))) if !prepared.has_bodies() => {
+                return collector
+                    .reply(*index, &prepared)
+                    .map_err(ReplyError::Encode);
+            }
+            (prepared, _) => prepared.and_then(|prepared| prepared.into_frame(kind, id, max)),
+        };
+        match encoded {
             // A body the host lent, passed back, is released (when the
             // message drops) only after this frame: the host holds it then.
-            Ok((frame, lent)) => outbox
-                .send_lending(frame, &lent)
-                .map_err(|_| ReplyError::Disconnected),
+            Ok((frame, lent)) => {
+                let sent = outbox.send_lending(frame, &lent);
+                if let Some((collector, _)) = &self.batch {
+                    collector.answered_alone();
+                }
+                sent.map_err(|_| ReplyError::Disconnected)
+            }
             Err(error) => {
                 let message = format!("the worker could not encode its reply: {error}");
-                send_raw(&outbox, FrameKind::JobFailed, self.id, message.as_bytes());
+                self.answer_raw(&outbox, FrameKind::JobFailed, message.as_bytes());
                 Err(ReplyError::Encode(error))
             }
+        }
+    }
+
+    /// Answers with a frame kind and a short payload: in the batch's
+    /// collector for a job of a batch, in a frame of its own otherwise.
+    fn answer_raw(&self, outbox: &Outbox, kind: FrameKind, payload: &[u8]) {
+        match &self.batch {
+            Some((collector, index)) => collector.raw(*index, kind, payload),
+            None => send_raw(outbox, kind, self.id, payload),
         }
     }
 
@@ -212,7 +254,7 @@ impl Answer {
     pub(crate) fn fail(&mut self, reason: &str) {
         if let Some(outbox) = self.end() {
             let reason = truncated(reason, MAX_FAIL_REASON.min(self.max_frame_length / 2));
-            send_raw(&outbox, FrameKind::Failed, self.id, reason.as_bytes());
+            self.answer_raw(&outbox, FrameKind::Failed, reason.as_bytes());
         }
     }
 
@@ -230,9 +272,14 @@ impl Answer {
         let Some(outbox) = self.end() else {
             return;
         };
-        match report_for_dropped_sender() {
-            Some(report) => send_panic_report(&outbox, self.id, report, self.max_frame_length),
-            None => send_raw(&outbox, FrameKind::NoReply, self.id, &[]),
+        match (report_for_dropped_sender(), &self.batch) {
+            (Some(report), Some((collector, index))) => {
+                send_panic_report_in_batch(collector, *index, report);
+            }
+            (Some(report), None) => {
+                send_panic_report(&outbox, self.id, report, self.max_frame_length);
+            }
+            (None, _) => self.answer_raw(&outbox, FrameKind::NoReply, &[]),
         }
     }
 
@@ -263,6 +310,17 @@ fn send_panic_report(outbox: &Outbox, id: u64, mut report: PanicReport, max_fram
             // Not even an empty report fits: the host hears "no reply".
             Err(_) => return send_raw(outbox, FrameKind::NoReply, id, &[]),
         }
+    }
+}
+
+/// Answers job `index` of a batch with a `Panicked` report, cut until it
+/// fits a frame (or "no reply" if not even an empty report does).
+fn send_panic_report_in_batch(collector: &Arc<Collector>, index: u32, mut report: PanicReport) {
+    while !collector.message(index, FrameKind::Panicked, &report) {
+        if report.message.is_empty() {
+            return collector.raw(index, FrameKind::NoReply, &[]);
+        }
+        report.message = truncated(&report.message, report.message.len() / 2).to_owned();
     }
 }
 

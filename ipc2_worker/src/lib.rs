@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 pub mod blocking;
 pub mod connect;
 pub mod error;

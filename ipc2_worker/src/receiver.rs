@@ -18,10 +18,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use ipc2_common::codec::batch::JobMembers;
 use ipc2_common::codec::{decode_message_with_bodies, encode_frame};
 use ipc2_common::{CodecError, FrameKind, Leaving, Outbox};
 use serde::de::DeserializeOwned;
 
+use crate::batch::{Collector, Ticker};
 use crate::inbound::Inbound;
 use crate::job::{Job, ReplySender, send_raw};
 
@@ -37,13 +40,29 @@ pub struct Receiver<In, Out> {
     max_in_flight: usize,
     /// Why the stream of jobs ended, once it has, if not cleanly.
     error: Option<CodecError>,
-    /// Job frames handled so far, in the order the host sent them.
+    /// Jobs handled so far, in the order the host sent them (each job of
+    /// a batch counts).
     yielded: u64,
+    /// The batch of jobs being handed out.
+    batch: Option<OpenBatch>,
+    /// Collectors of batches whose answers are not all sent.
+    collecting: Vec<Arc<Collector>>,
+    /// Sends the answers that collectors have held too long.
+    ticker: Arc<Ticker>,
     _messages: PhantomData<fn() -> (In, Out)>,
+}
+
+/// A batch of jobs being handed out one by one.
+struct OpenBatch {
+    first_id: u64,
+    next: u32,
+    members: JobMembers,
+    collector: Arc<Collector>,
 }
 
 impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     pub(crate) fn new(inbound: Arc<Inbound>, outbox: Outbox, max_frame_length: usize) -> Self {
+        let ticker = Ticker::new(inbound.runtime().clone());
         Self {
             inbound,
             outbox,
@@ -51,6 +70,9 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             max_in_flight: 1,
             error: None,
             yielded: 0,
+            batch: None,
+            collecting: Vec::new(),
+            ticker,
             _messages: PhantomData,
         }
     }
@@ -74,6 +96,16 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// Cancel safe: dropping the future loses no job.
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
         loop {
+            if let Some(job) = self.next_of_batch() {
+                match job {
+                    Some(job) => return Some(job),
+                    None => continue,
+                }
+            }
+            if !self.collecting.is_empty() && self.inbound.filed().jobs.is_empty() {
+                // About to wait: answers gathered so far go out first.
+                self.flush_batches();
+            }
             self.inbound.drive(|filed| !filed.jobs.is_empty()).await;
             let frame = {
                 let mut filed = self.inbound.filed();
@@ -87,6 +119,13 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
                 frame
             };
             let Some(frame) = frame else { break };
+            if frame.kind == FrameKind::JobBatch {
+                if let Err(error) = self.open_batch(frame.id, frame.payload) {
+                    self.error = Some(error);
+                    break;
+                }
+                continue;
+            }
             self.yielded += 1;
             let data = match decode_message_with_bodies::<In>(&frame.payload, frame.bodies) {
                 Ok(data) => data,
@@ -108,8 +147,74 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             let tx = ReplySender::new(frame.id, self.outbox.clone(), self.max_frame_length, stream);
             return Some(Job::Bidirectional { data, tx });
         }
+        self.flush_batches();
         self.outbox.flushed().await;
         None
+    }
+
+    /// Starts handing out the jobs of a `JobBatch` frame.
+    fn open_batch(&mut self, first_id: u64, payload: Bytes) -> Result<(), CodecError> {
+        let members = JobMembers::new(payload)?;
+        let collector = Arc::new(Collector::new(
+            first_id,
+            members.left(),
+            self.outbox.clone(),
+            self.max_frame_length,
+            Arc::clone(&self.ticker),
+        ));
+        self.collecting.push(Arc::clone(&collector));
+        self.batch = Some(OpenBatch {
+            first_id,
+            next: 0,
+            members,
+            collector,
+        });
+        Ok(())
+    }
+
+    /// The next job of the open batch: `None` if there is no open batch,
+    /// `Some(None)` if its next job could not be decoded (and was answered
+    /// so).
+    fn next_of_batch(&mut self) -> Option<Option<Job<In, Out>>> {
+        let batch = self.batch.as_mut()?;
+        let Some(message) = batch.members.next() else {
+            self.batch = None;
+            return Some(None);
+        };
+        let index = batch.next;
+        batch.next += 1;
+        let id = batch.first_id.wrapping_add(u64::from(index));
+        let collector = Arc::clone(&batch.collector);
+        let more = batch.members.left() > 0;
+        if !more {
+            self.batch = None;
+        }
+        self.yielded += 1;
+        // Answers of a batch gather in its collector; an answer sent in a
+        // frame of its own (shared bodies) waits for the jobs behind it.
+        self.outbox
+            .more_coming(more || !self.inbound.filed().jobs.is_empty());
+        match decode_message_with_bodies::<In>(&message, Vec::new()) {
+            Ok(data) => {
+                let max = self.max_frame_length;
+                let tx = ReplySender::in_batch(id, self.outbox.clone(), max, collector, index);
+                Some(Some(Job::Bidirectional { data, tx }))
+            }
+            Err(error) => {
+                let message = format!("the worker could not decode the job: {error}");
+                collector.raw(index, FrameKind::JobFailed, message.as_bytes());
+                Some(None)
+            }
+        }
+    }
+
+    /// Sends the answers gathered in every batch's collector, and forgets
+    /// the batches that are fully answered.
+    fn flush_batches(&mut self) {
+        self.collecting.retain(|collector| {
+            collector.flush();
+            !collector.is_done()
+        });
     }
 
     /// Why the stream of jobs ended, if it ended because of an error rather
@@ -134,6 +239,9 @@ impl<In, Out> Receiver<In, Out> {
 
 impl<In, Out> Drop for Receiver<In, Out> {
     fn drop(&mut self) {
+        for collector in self.collecting.drain(..) {
+            collector.flush();
+        }
         let panicking = std::thread::panicking();
         let leaving = Leaving {
             yielded: self.yielded,

@@ -42,6 +42,8 @@ use crate::error::CodecError;
 use crate::protocol::{Frame, FrameKind};
 use crate::shm::{self, Body, Control, Handle, Lent, Link, Owner, Side};
 
+pub mod batch;
+
 /// Default maximum frame length: 16 MiB. Both sides enforce it; configure it
 /// with `max_frame_length` on the host's builder (workers learn it from the
 /// host through their environment).
@@ -78,23 +80,7 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     message: &T,
     max_frame_length: usize,
 ) -> Result<Bytes, CodecError> {
-    let size = bincode_options()
-        .serialized_size(message)
-        .map_err(|e| CodecError::Encode(e))?;
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if size > max_frame_length.saturating_sub(HEADER_LEN - LENGTH_LEN) {
-        return Err(CodecError::FrameTooLarge {
-            size: size.saturating_add(HEADER_LEN - LENGTH_LEN),
-            max: max_frame_length,
-        });
-    }
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + size);
-    put_header(&mut buf, kind, id);
-    let mut writer = buf.writer();
-    bincode_options()
-        .serialize_into(&mut writer, message)
-        .map_err(|e| CodecError::Encode(e))?;
-    finish_frame(writer.into_inner(), max_frame_length)
+    prepare(message, false, None)?.write_plain_frame(kind, id, max_frame_length)
 }
 
 /// Encodes a frame whose payload is the given bytes.
@@ -136,55 +122,134 @@ pub fn encode_frame_with_bodies<T: Serialize + ?Sized>(
     shared: bool,
     link: Option<&Arc<Link>>,
 ) -> Result<(Bytes, Lent), CodecError> {
-    if !shared {
-        return encode_frame(kind, id, message, max_frame_length)
-            .map(|frame| (frame, Lent::default()));
-    }
-    let mut encoding = Encoding::new(shm::blob_threshold(), link);
-    let size = encoding
-        .run(|| bincode_options().serialized_size(message))
-        .map_err(|e| CodecError::Encode(e))?;
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    let handles = encoding.handles.len();
-    let table = match handles {
-        0 => 0,
-        n => n * HANDLE_LEN + COUNT_LEN,
+    prepare(message, shared, link)?.into_frame(kind, id, max_frame_length)
+}
+
+/// A message sized for encoding, its shared bodies (if any) already placed:
+/// the first half of [`encode_frame_with_bodies`], so that a caller can
+/// choose, knowing whether the message holds shared bodies, between a frame
+/// of its own and a place in a batch ([`batch`]).
+pub struct Prepared<'m, T: ?Sized> {
+    message: &'m T,
+    /// `None` when nothing travels in shared memory on this connection.
+    encoding: Option<Encoding>,
+    size: usize,
+}
+
+/// Sizes `message`, placing its large blobs in shared memory when `shared`
+/// (see [`encode_frame_with_bodies`]).
+pub fn prepare<'m, T: Serialize + ?Sized>(
+    message: &'m T,
+    shared: bool,
+    link: Option<&Arc<Link>>,
+) -> Result<Prepared<'m, T>, CodecError> {
+    let (encoding, size) = if shared {
+        let mut encoding = Encoding::new(shm::blob_threshold(), link);
+        let size = encoding.run(|| bincode_options().serialized_size(message));
+        (Some(encoding), size)
+    } else {
+        (None, bincode_options().serialized_size(message))
     };
-    let payload = size.saturating_add(table);
-    if payload > max_frame_length.saturating_sub(ENVELOPE_LEN) || handles > MAX_HANDLES {
-        return Err(CodecError::FrameTooLarge {
-            size: payload.saturating_add(ENVELOPE_LEN),
-            max: max_frame_length,
-        });
+    let size = size.map_err(|e| CodecError::Encode(e))?;
+    Ok(Prepared {
+        message,
+        encoding,
+        size: usize::try_from(size).unwrap_or(usize::MAX),
+    })
+}
+
+impl<T: Serialize + ?Sized> Prepared<'_, T> {
+    /// Whether the message names bodies in shared memory (then it needs a
+    /// frame of its own, with their table).
+    pub fn has_bodies(&self) -> bool {
+        self.encoding
+            .as_ref()
+            .is_some_and(|encoding| !encoding.handles.is_empty())
     }
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + payload);
-    let flag = if handles > 0 { WITH_BODIES } else { 0 };
-    put_header_byte(&mut buf, kind as u8 | flag, id);
-    let mut writer = buf.writer();
-    encoding.start_writing();
-    encoding
-        .run(|| bincode_options().serialize_into(&mut writer, message))
-        .map_err(|e| CodecError::Encode(e))?;
-    if !encoding.complete() {
-        return Err(CodecError::Encode(
-            "the message serialized fewer Blobs than when it was sized".into(),
-        ));
+
+    /// Bytes of the encoded message, without a table of handles.
+    pub fn size(&self) -> usize {
+        self.size
     }
-    let mut buf = writer.into_inner();
-    for handle in &encoding.handles {
-        buf.put_u8(match handle.owner {
-            Owner::Sender => 0,
-            Owner::Receiver => 1,
-        });
-        buf.put_u32(handle.region);
-        buf.put_u64(handle.offset);
-        buf.put_u64(handle.len);
-    }
-    if handles > 0 {
+
+    /// The frame, and the bodies it names (to lend to the connection it
+    /// goes to).
+    pub fn into_frame(
+        mut self,
+        kind: FrameKind,
+        id: u64,
+        max_frame_length: usize,
+    ) -> Result<(Bytes, Lent), CodecError> {
+        let Some(mut encoding) = self
+            .encoding
+            .take()
+            .filter(|encoding| !encoding.handles.is_empty())
+        else {
+            let frame = self.write_plain_frame(kind, id, max_frame_length)?;
+            return Ok((frame, Lent::default()));
+        };
+        let handles = encoding.handles.len();
+        let payload = self.size.saturating_add(handles * HANDLE_LEN + COUNT_LEN);
+        if payload > max_frame_length.saturating_sub(ENVELOPE_LEN) || handles > MAX_HANDLES {
+            return Err(CodecError::FrameTooLarge {
+                size: payload.saturating_add(ENVELOPE_LEN),
+                max: max_frame_length,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + payload);
+        put_header_byte(&mut buf, kind as u8 | WITH_BODIES, id);
+        let mut writer = buf.writer();
+        encoding.start_writing();
+        encoding
+            .run(|| bincode_options().serialize_into(&mut writer, self.message))
+            .map_err(|e| CodecError::Encode(e))?;
+        if !encoding.complete() {
+            return Err(CodecError::Encode(
+                "the message serialized fewer Blobs than when it was sized".into(),
+            ));
+        }
+        let mut buf = writer.into_inner();
+        for handle in &encoding.handles {
+            buf.put_u8(match handle.owner {
+                Owner::Sender => 0,
+                Owner::Receiver => 1,
+            });
+            buf.put_u32(handle.region);
+            buf.put_u64(handle.offset);
+            buf.put_u64(handle.len);
+        }
         buf.put_u32(handles as u32);
+        let frame = finish_frame(buf, max_frame_length)?;
+        Ok((frame, std::mem::take(&mut encoding.lent)))
     }
-    let frame = finish_frame(buf, max_frame_length)?;
-    Ok((frame, std::mem::take(&mut encoding.lent)))
+
+    /// A frame of the message with every blob inline.
+    fn write_plain_frame(
+        &self,
+        kind: FrameKind,
+        id: u64,
+        max_frame_length: usize,
+    ) -> Result<Bytes, CodecError> {
+        if self.size > max_frame_length.saturating_sub(ENVELOPE_LEN) {
+            return Err(CodecError::FrameTooLarge {
+                size: self.size.saturating_add(ENVELOPE_LEN),
+                max: max_frame_length,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + self.size);
+        put_header(&mut buf, kind, id);
+        self.write_plain(&mut buf)?;
+        finish_frame(buf, max_frame_length)
+    }
+
+    /// Appends the message to `buf`, every blob inline (what it is when it
+    /// [has no bodies](Self::has_bodies)).
+    fn write_plain(&self, buf: &mut BytesMut) -> Result<(), CodecError> {
+        let mut writer = buf.writer();
+        bincode_options()
+            .serialize_into(&mut writer, self.message)
+            .map_err(|e| CodecError::Encode(e))
+    }
 }
 
 /// Encodes a shared-memory control frame sent by `side`.
