@@ -436,15 +436,8 @@ impl Dispatch {
                 entry.jobs_done += count as u64;
                 return false;
             };
-            let mut answered = 0u32;
-            let mut unknown = false;
-            for (index, outcome) in answers {
-                if !held.job.reply.answer_member(index, outcome) {
-                    unknown = true;
-                    break;
-                }
-                answered += 1;
-            }
+            let (answered, valid) = held.job.reply.answer_members(answers);
+            let unknown = !valid;
             held.left -= answered;
             let finished = held.left == 0;
             worker.load -= answered as usize;

@@ -81,18 +81,31 @@ impl Responder {
         }
     }
 
-    /// Delivers the outcome of job `index` of a `JobBatch` frame; `false`
-    /// (delivering nothing) if this is not such a frame's responder, or it
-    /// has no job `index` still unanswered.
-    pub(crate) fn answer_member(&mut self, index: u32, outcome: Outcome) -> bool {
+    /// Delivers outcomes of jobs of a `JobBatch` frame, each named by its
+    /// index in the frame, under one lock of the batch. Stops at an index
+    /// the frame does not have or whose job is already answered (or at
+    /// once, if this is not such a frame's responder). Returns how many it
+    /// delivered, and whether it delivered them all.
+    pub(crate) fn answer_members(
+        &mut self,
+        answers: impl IntoIterator<Item = (u32, Outcome)>,
+    ) -> (u32, bool) {
         let Some(Target::Members(batch, places)) = &mut self.0 else {
-            return false;
+            return (0, false);
         };
-        let Some(place) = places.get_mut(index as usize).and_then(Option::take) else {
-            return false;
-        };
-        batch.fill(place, outcome);
-        true
+        let mut valid = true;
+        let delivered = batch.fill_with(|arrived| {
+            for (index, outcome) in answers {
+                match places.get_mut(index as usize).and_then(Option::take) {
+                    Some(place) => arrived.push((place, outcome)),
+                    None => {
+                        valid = false;
+                        break;
+                    }
+                }
+            }
+        });
+        (delivered as u32, valid)
     }
 
     /// Fails the job with `error()`; every unanswered job of a `JobBatch`
@@ -204,16 +217,27 @@ impl Batch {
     }
 
     fn fill(&self, index: usize, outcome: Outcome) {
+        self.fill_with(|arrived| arrived.push((index, outcome)));
+    }
+
+    /// Lets `add` push outcomes under one lock; returns how many it pushed.
+    fn fill_with(&self, add: impl FnOnce(&mut Vec<(usize, Outcome)>)) -> usize {
         let mut arrived = self.arrived();
-        arrived.push((index, outcome));
-        let burst = arrived.len() == BURST;
+        let before = arrived.len();
+        add(&mut arrived);
+        let after = arrived.len();
         drop(arrived);
+        let added = after - before;
+        if added == 0 {
+            return 0;
+        }
         // Pushed before counted: whoever sees the count reach zero finds
         // every outcome in `arrived`.
-        let last = self.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
-        if burst || last {
+        let last = self.remaining.fetch_sub(added, Ordering::AcqRel) == added;
+        if last || (before < BURST && after >= BURST) {
             self.done.notify_one();
         }
+        added
     }
 
     /// Moves the outcomes that have arrived into `into` (empty), without
