@@ -411,10 +411,9 @@ impl Dispatch {
         &self,
         slot: usize,
         batch: u64,
-        answers: Vec<(u32, Outcome)>,
+        answers: impl IntoIterator<Item = (u32, Outcome)>,
     ) -> Completed {
         self.answering(slot, |entry, worker| {
-            let count = answers.len();
             let Some(held) = worker
                 .in_flight
                 .get_mut(&batch)
@@ -428,6 +427,7 @@ impl Dispatch {
                 else {
                     return true;
                 };
+                let count = answers.into_iter().count();
                 let late = &mut worker.abandoned[index];
                 late.left = late.left.saturating_sub(count as u32);
                 if late.left == 0 {

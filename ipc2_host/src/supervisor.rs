@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::codec::batch::{BatchAnswer, batch_answers};
+use ipc2_common::codec::batch::BatchAnswers;
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::connection::{BoxedReader, share_memory, write_frames};
 use ipc2_common::liveness::LastHeard;
@@ -554,7 +554,7 @@ fn answer(
         .extract_if(.., |frame| frame.kind == FrameKind::Item)
         .collect();
     // Answers to the jobs of `JobBatch` frames, per frame.
-    let mut batches: Vec<(u64, Vec<BatchAnswer>)> = Vec::new();
+    let mut batches: Vec<(u64, BatchAnswers)> = Vec::new();
     frames.retain(|frame| match frame.kind {
         FrameKind::Leaving => {
             match decode_message::<Leaving>(&frame.payload) {
@@ -568,9 +568,9 @@ fn answer(
             false
         }
         FrameKind::ReplyBatch => {
-            match batch_answers(frame.payload.clone()) {
+            match BatchAnswers::new(frame.payload.clone()) {
                 Ok(answers) => {
-                    panicked |= answers.iter().any(|a| a.kind == FrameKind::Panicked);
+                    panicked |= answers.any_panicked();
                     batches.push((frame.id, answers));
                 }
                 Err(error) => violation = Some(Arc::new(error)),
@@ -624,7 +624,7 @@ fn answer(
                 let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
                 let next = shared
                     .dispatch
-                    .complete_batch(slot, batch, vec![(index, outcome)]);
+                    .complete_batch(slot, batch, [(index, outcome)]);
                 unknown |= next.unknown;
                 completed = Some(next);
                 continue;
@@ -643,19 +643,16 @@ fn answer(
     }
     frames.clear();
     for (batch, answers) in batches {
-        let answers = answers
-            .into_iter()
-            .map(|answer| {
-                let frame = Frame {
-                    kind: answer.kind,
-                    id: batch,
-                    payload: answer.payload,
-                    bodies: Vec::new(),
-                };
-                let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
-                (answer.index, outcome)
-            })
-            .collect();
+        let answers = answers.map(|answer| {
+            let frame = Frame {
+                kind: answer.kind,
+                id: batch,
+                payload: answer.payload,
+                bodies: Vec::new(),
+            };
+            let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
+            (answer.index, outcome)
+        });
         let next = shared.dispatch.complete_batch(slot, batch, answers);
         unknown |= next.unknown;
         completed = Some(next);

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use ipc2_common::codec::batch::ReplyBatchWriter;
 use ipc2_common::codec::{Prepared, prepare};
+use ipc2_common::shm::Link;
 use ipc2_common::{CodecError, FrameKind, Outbox};
 use serde::Serialize;
 
@@ -39,6 +40,8 @@ pub(crate) struct Collector {
     max_frame_length: usize,
     /// Sends answers that would wait too long.
     ticker: Arc<Ticker>,
+    /// The connection's shared-memory link, if it has one.
+    link: Option<Arc<Link>>,
 }
 
 struct State {
@@ -56,7 +59,9 @@ impl Collector {
         max_frame_length: usize,
         ticker: Arc<Ticker>,
     ) -> Self {
+        let link = outbox.link();
         Self {
+            link,
             state: Mutex::new(State {
                 writer: ReplyBatchWriter::new(batch_id, max_frame_length),
                 answered: 0,
@@ -144,6 +149,11 @@ impl Collector {
     pub(crate) fn answered_alone(self: &Arc<Self>) {
         let state = self.state();
         self.answered(state);
+    }
+
+    /// The connection's shared-memory link, if it has one.
+    pub(crate) fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
     }
 
     /// Sends the answers gathered so far.

@@ -211,9 +211,17 @@ impl Answer {
         let Some(outbox) = self.end() else {
             return Err(ReplyError::Disconnected);
         };
-        let link = outbox.link();
+        // A batch's collector keeps the connection's link at hand.
+        let fetched;
+        let link = match &self.batch {
+            Some((collector, _)) => collector.link(),
+            None => {
+                fetched = outbox.link();
+                fetched.as_ref()
+            }
+        };
         let (id, max) = (self.id, self.max_frame_length);
-        let prepared = prepare(message, link.is_some(), link.as_ref());
+        let prepared = prepare(message, link.is_some(), link);
         let encoded = match (prepared, &self.batch) {
             // In a batch, a reply without shared bodies joins the others.
             (Ok(prepared), Some((collector, index))) if !prepared.has_bodies() => {

@@ -270,40 +270,65 @@ pub struct BatchAnswer {
     pub payload: Bytes,
 }
 
-/// The answers of a [`FrameKind::ReplyBatch`] payload, checked whole:
-/// each a known answer kind, within the payload, nothing left over.
-pub fn batch_answers(mut payload: Bytes) -> Result<Vec<BatchAnswer>, CodecError> {
-    let malformed = || CodecError::Malformed("malformed batch of answers");
-    let mut answers = Vec::new();
-    while !payload.is_empty() {
-        if payload.len() < ANSWER_LEN {
-            return Err(malformed());
+/// The answers of a [`FrameKind::ReplyBatch`] payload, in order.
+#[derive(Debug)]
+pub struct BatchAnswers {
+    payload: Bytes,
+    panicked: bool,
+}
+
+impl BatchAnswers {
+    /// Checks the layout of `payload` whole: every answer of a kind that
+    /// answers a job, within the payload, nothing left over.
+    pub fn new(payload: Bytes) -> Result<Self, CodecError> {
+        let malformed = || CodecError::Malformed("malformed batch of answers");
+        let mut rest = &payload[..];
+        let mut panicked = false;
+        while !rest.is_empty() {
+            let header = rest.first_chunk::<ANSWER_LEN>().ok_or_else(malformed)?;
+            let kind_byte = header[4];
+            let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
+            let kind = FrameKind::from_byte(kind_byte)
+                .filter(|kind| {
+                    matches!(
+                        kind,
+                        FrameKind::Reply
+                            | FrameKind::NoReply
+                            | FrameKind::JobFailed
+                            | FrameKind::Failed
+                            | FrameKind::Panicked
+                    )
+                })
+                .ok_or(CodecError::UnexpectedKind(kind_byte))?;
+            panicked |= kind == FrameKind::Panicked;
+            rest = rest[ANSWER_LEN..].get(len..).ok_or_else(malformed)?;
         }
-        let index = payload.get_u32();
-        let kind_byte = payload.get_u8();
-        let len = payload.get_u32() as usize;
-        let kind = FrameKind::from_byte(kind_byte)
-            .filter(|kind| {
-                matches!(
-                    kind,
-                    FrameKind::Reply
-                        | FrameKind::NoReply
-                        | FrameKind::JobFailed
-                        | FrameKind::Failed
-                        | FrameKind::Panicked
-                )
-            })
-            .ok_or(CodecError::UnexpectedKind(kind_byte))?;
-        if len > payload.len() {
-            return Err(malformed());
+        Ok(Self { payload, panicked })
+    }
+
+    /// Whether any answer reports a panic.
+    pub fn any_panicked(&self) -> bool {
+        self.panicked
+    }
+}
+
+impl Iterator for BatchAnswers {
+    type Item = BatchAnswer;
+
+    fn next(&mut self) -> Option<BatchAnswer> {
+        if self.payload.is_empty() {
+            return None;
         }
-        answers.push(BatchAnswer {
+        // The layout was checked whole in `new`.
+        let index = self.payload.get_u32();
+        let kind = FrameKind::from_byte(self.payload.get_u8())?;
+        let len = self.payload.get_u32() as usize;
+        Some(BatchAnswer {
             index,
             kind,
-            payload: payload.split_to(len),
-        });
+            payload: self.payload.split_to(len),
+        })
     }
-    Ok(answers)
 }
 
 #[cfg(test)]
@@ -370,7 +395,7 @@ mod tests {
         writer.push_raw(0, FrameKind::Failed, b"no");
         let frame = one_frame(&writer.take());
         assert_eq!((frame.kind, frame.id), (FrameKind::ReplyBatch, 9));
-        let answers = batch_answers(frame.payload).unwrap();
+        let answers: Vec<_> = BatchAnswers::new(frame.payload).unwrap().collect();
         assert_eq!(answers.len(), 2);
         assert_eq!((answers[0].index, answers[0].kind), (2, FrameKind::Reply));
         assert_eq!(decode_message::<u64>(&answers[0].payload).unwrap(), 5);
@@ -379,18 +404,20 @@ mod tests {
         writer.push_raw(1, FrameKind::NoReply, &[]);
         let frame = one_frame(&writer.take());
         assert_eq!(frame.id, 9);
-        assert_eq!(batch_answers(frame.payload).unwrap()[0].index, 1);
+        let answers = BatchAnswers::new(frame.payload).unwrap();
+        assert!(!answers.any_panicked());
+        assert_eq!(answers.map(|a| a.index).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
     fn malformed_answers_are_refused() {
         let job_kind = [0, 0, 0, 0, FrameKind::Job as u8, 0, 0, 0, 0];
         assert!(matches!(
-            batch_answers(Bytes::copy_from_slice(&job_kind)),
+            BatchAnswers::new(Bytes::copy_from_slice(&job_kind)),
             Err(CodecError::UnexpectedKind(_))
         ));
         let long = [0, 0, 0, 0, FrameKind::Reply as u8, 0, 0, 0, 5, 1];
-        assert!(batch_answers(Bytes::copy_from_slice(&long)).is_err());
-        assert!(batch_answers(Bytes::copy_from_slice(&[0, 0, 1])).is_err());
+        assert!(BatchAnswers::new(Bytes::copy_from_slice(&long)).is_err());
+        assert!(BatchAnswers::new(Bytes::copy_from_slice(&[0, 0, 1])).is_err());
     }
 }
