@@ -411,7 +411,7 @@ impl Dispatch {
         &self,
         slot: usize,
         batch: u64,
-        answers: impl IntoIterator<Item = (u32, Outcome)>,
+        answers: Vec<(u32, Outcome)>,
     ) -> Completed {
         self.answering(slot, |entry, worker| {
             let Some(held) = worker
@@ -427,7 +427,7 @@ impl Dispatch {
                 else {
                     return true;
                 };
-                let count = answers.into_iter().count();
+                let count = answers.len();
                 let late = &mut worker.abandoned[index];
                 late.left = late.left.saturating_sub(count as u32);
                 if late.left == 0 {

@@ -82,29 +82,26 @@ impl Responder {
     }
 
     /// Delivers outcomes of jobs of a `JobBatch` frame, each named by its
-    /// index in the frame, under one lock of the batch. Stops at an index
-    /// the frame does not have or whose job is already answered (or at
-    /// once, if this is not such a frame's responder). Returns how many it
-    /// delivered, and whether it delivered them all.
-    pub(crate) fn answer_members(
-        &mut self,
-        answers: impl IntoIterator<Item = (u32, Outcome)>,
-    ) -> (u32, bool) {
+    /// index in the frame, under one short lock of the batch. Stops at an
+    /// index the frame does not have or whose job is already answered (or
+    /// at once, if this is not such a frame's responder). Returns how many
+    /// it delivered, and whether it delivered them all.
+    pub(crate) fn answer_members(&mut self, answers: Vec<(u32, Outcome)>) -> (u32, bool) {
         let Some(Target::Members(batch, places)) = &mut self.0 else {
             return (0, false);
         };
         let mut valid = true;
-        let delivered = batch.fill_with(|arrived| {
-            for (index, outcome) in answers {
-                match places.get_mut(index as usize).and_then(Option::take) {
-                    Some(place) => arrived.push((place, outcome)),
-                    None => {
-                        valid = false;
-                        break;
-                    }
+        let mut ready = Vec::with_capacity(answers.len());
+        for (index, outcome) in answers {
+            match places.get_mut(index as usize).and_then(Option::take) {
+                Some(place) => ready.push((place, outcome)),
+                None => {
+                    valid = false;
+                    break;
                 }
             }
-        });
+        }
+        let delivered = batch.fill_with(|arrived| arrived.append(&mut ready));
         (delivered as u32, valid)
     }
 

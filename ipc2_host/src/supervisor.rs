@@ -624,7 +624,7 @@ fn answer(
                 let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
                 let next = shared
                     .dispatch
-                    .complete_batch(slot, batch, [(index, outcome)]);
+                    .complete_batch(slot, batch, vec![(index, outcome)]);
                 unknown |= next.unknown;
                 completed = Some(next);
                 continue;
@@ -643,16 +643,19 @@ fn answer(
     }
     frames.clear();
     for (batch, answers) in batches {
-        let answers = answers.map(|answer| {
-            let frame = Frame {
-                kind: answer.kind,
-                id: batch,
-                payload: answer.payload,
-                bodies: Vec::new(),
-            };
-            let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
-            (answer.index, outcome)
-        });
+        // Outcomes made before any lock is taken.
+        let answers = answers
+            .map(|answer| {
+                let frame = Frame {
+                    kind: answer.kind,
+                    id: batch,
+                    payload: answer.payload,
+                    bodies: Vec::new(),
+                };
+                let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
+                (answer.index, outcome)
+            })
+            .collect();
         let next = shared.dispatch.complete_batch(slot, batch, answers);
         unknown |= next.unknown;
         completed = Some(next);
