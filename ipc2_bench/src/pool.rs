@@ -45,6 +45,9 @@ pub const BATCH_SIZE: usize = 10_000;
 const BATCH_WORKERS: usize = 2;
 /// Jobs in flight per worker in the batch figure.
 const BATCH_IN_FLIGHT: usize = 256;
+/// Jobs in flight per worker in the batch figure whose frames hold 1,000
+/// jobs (half of this), as `Pool.map(chunksize=1000)`'s messages do.
+pub const CHUNK_IN_FLIGHT: usize = 2000;
 /// Bodies in flight (concurrent sends) in the echo figures.
 const ECHO_CONCURRENCY: usize = 4;
 /// Workers in the cold-start and RSS figures.
@@ -161,7 +164,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
             let key = jobs_key(2, 64) + CURRENT_THREAD;
             let rate = jobs_per_second(&budget, &exe, 2, 64).await;
             report(&key, rate.map(|r| vec![("", r)]));
-            let rate = batch_rate(&budget, &exe).await;
+            let rate = batch_rate(&budget, &exe, BATCH_IN_FLIGHT).await;
             report(
                 &format!("ipc2.batch{CURRENT_THREAD}"),
                 rate.map(|r| vec![("", r)]),
@@ -191,7 +194,15 @@ pub fn suite_child(args: &[String]) -> Result<()> {
         }
         report(
             "ipc2.batch",
-            batch_rate(&budget, &exe).await.map(|r| vec![("", r)]),
+            batch_rate(&budget, &exe, BATCH_IN_FLIGHT)
+                .await
+                .map(|r| vec![("", r)]),
+        );
+        report(
+            "ipc2.batch.chunk1000",
+            batch_rate(&budget, &exe, CHUNK_IN_FLIGHT)
+                .await
+                .map(|r| vec![("", r)]),
         );
         let rate = dedicated_io_rate(&budget, &exe).await;
         report(
@@ -234,7 +245,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|rtt|cold|seed|seed-rtt|seed-64|seed-batch|service-plain|service-async> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|batch-1000|rtt|cold|seed|seed-rtt|seed-64|seed-batch|seed-batch-1000|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy|bytes>
 /// <seconds> <MiB, or KiB with a k suffix>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
@@ -252,6 +263,10 @@ pub fn hot_child(args: &[String]) -> Result<()> {
         let rate = match scenario {
             "batch" => {
                 let pool = hot_pool(&exe, BATCH_IN_FLIGHT, dedicated).await?;
+                batch_loop(&pool, window).await?
+            }
+            "batch-1000" => {
+                let pool = hot_pool(&exe, CHUNK_IN_FLIGHT, dedicated).await?;
                 batch_loop(&pool, window).await?
             }
             "rtt" => {
@@ -289,6 +304,10 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             }
             "seed-batch" => {
                 let pool = crate::seed::hot_pool(BATCH_IN_FLIGHT).await?;
+                batch_loop(&pool, window).await?
+            }
+            "seed-batch-1000" => {
+                let pool = crate::seed::hot_pool(CHUNK_IN_FLIGHT).await?;
                 batch_loop(&pool, window).await?
             }
             "blob" | "blob-copy" | "bytes" => {
@@ -590,10 +609,10 @@ async fn dedicated_io_rate(budget: &Budget, exe: &Path) -> Result<f64> {
 
 /// Add jobs/s through `send_batch` ([`BATCH_SIZE`] jobs a call) on
 /// [`BATCH_WORKERS`] workers: median over repetitions.
-async fn batch_rate(budget: &Budget, exe: &Path) -> Result<f64> {
+async fn batch_rate(budget: &Budget, exe: &Path, in_flight: usize) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..budget.reps {
-        let pool = start_pool_with(exe, BATCH_WORKERS, BATCH_IN_FLIGHT).await?;
+        let pool = start_pool_with(exe, BATCH_WORKERS, in_flight).await?;
         batch_loop(&pool, budget.warmup).await?;
         rates.push(batch_loop(&pool, budget.window).await?);
         close(pool).await?;

@@ -318,7 +318,18 @@ fn rows() -> Vec<Row> {
             "hand-batched floor",
         ),
         row(
-            "`send_batch`, same, host on a current-thread runtime",
+            "`send_batch` of 10,000 Add jobs, 2 workers, 2,000 in flight per worker (frames of 1,000 \
+             jobs, as Python's chunks)",
+            "ipc2.batch.chunk1000",
+            "jobs/s",
+        )
+        .ratio(
+            "ipc2.batch.chunk1000",
+            "py.mp_pool_map_chunk1000_jobs_per_s",
+            "mp.Pool.map(chunksize=1000)",
+        ),
+        row(
+            "`send_batch`, same as 256 in flight, host on a current-thread runtime",
             "ipc2.batch.current_thread",
             "jobs/s",
         )
@@ -569,6 +580,7 @@ fn seed_rows() -> Vec<Row> {
     let two_by_one = crate::seed::jobs_key(2, 1);
     let two_by_64 = crate::seed::jobs_key(2, 64);
     let batch = format!("{prefix}.batch");
+    let chunked = format!("{prefix}.batch.chunk1000");
     let mut rows = vec![heading(
         "ipc2 with the seed's worker as written (`worker_test`: `#[tokio::main]`, one job at a \
          time in its loop)",
@@ -648,6 +660,18 @@ fn seed_rows() -> Vec<Row> {
             "mp.Pool.map(chunksize=1000)",
         )
         .ratio(batch, "ipc2.batch", "current-thread worker"),
+        row(
+            "`send_batch` of 10,000 Add jobs, 2 seed workers, 2,000 in flight per worker (frames \
+             of 1,000 jobs, as Python's chunks)",
+            chunked.clone(),
+            "jobs/s",
+        )
+        .ratio(
+            chunked.clone(),
+            "py.mp_pool_map_chunk1000_jobs_per_s",
+            "mp.Pool.map(chunksize=1000)",
+        )
+        .ratio(chunked, "ipc2.batch.chunk1000", "current-thread worker"),
     ]);
     rows
 }

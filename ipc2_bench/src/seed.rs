@@ -89,7 +89,13 @@ pub async fn measure(budget: &Budget, pinned: bool) {
     }
     report(
         &format!("{PREFIX}.batch"),
-        batch_rate(budget).await.map(|r| vec![("", r)]),
+        batch_rate(budget, 256).await.map(|r| vec![("", r)]),
+    );
+    report(
+        &format!("{PREFIX}.batch.chunk1000"),
+        batch_rate(budget, crate::pool::CHUNK_IN_FLIGHT)
+            .await
+            .map(|r| vec![("", r)]),
     );
 }
 
@@ -119,10 +125,10 @@ async fn rate(budget: &Budget, workers: usize, in_flight: usize, callers: usize)
     Ok(median(rates))
 }
 
-async fn batch_rate(budget: &Budget) -> Result<f64> {
+async fn batch_rate(budget: &Budget, in_flight: usize) -> Result<f64> {
     let mut rates = Vec::new();
     for _ in 0..budget.reps {
-        let pool = start(2, 256).await?;
+        let pool = start(2, in_flight).await?;
         batch_loop(&pool, budget.warmup).await?;
         rates.push(batch_loop(&pool, budget.window).await?);
         pool.shutdown(Duration::from_secs(5)).await;

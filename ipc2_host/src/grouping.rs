@@ -35,7 +35,7 @@ use crate::error::Error;
 use crate::responder::{Batch, Responder};
 
 /// Most jobs in one frame.
-const MAX_PER_FRAME: usize = 128;
+const MAX_PER_FRAME: usize = 1024;
 
 /// Puts a batch's jobs into `JobBatch` frames.
 pub(crate) struct Grouper<'b> {
