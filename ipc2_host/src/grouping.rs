@@ -75,6 +75,11 @@ impl<'b> Grouper<'b> {
         })
     }
 
+    /// Most jobs in one frame, for this batch.
+    pub(crate) fn per_frame(&self) -> usize {
+        self.per_frame as usize
+    }
+
     /// Adds the job at `place` in the batch to the open frame, moving a
     /// frame that is full into `ready`. Gives the message back when it must
     /// travel alone (it holds shared bodies, or is too large for a frame

@@ -282,6 +282,10 @@ where
         };
         let config = &shared.config;
         let mut grouper = Grouper::new(config, messages.len(), &batch, &shared.next_job_id);
+        // A slice fills at least one whole frame.
+        let slice = grouper
+            .as_ref()
+            .map_or(slice, |grouper| slice.max(grouper.per_frame()));
         let mut part: Vec<Job> = Vec::with_capacity(slice);
         let mut arrived = Vec::new();
         let mut messages = messages.iter().enumerate().peekable();

@@ -164,7 +164,13 @@ impl Iterator for JobMembers {
         let len = self.payload.get_u32() as usize;
         Some(self.payload.split_to(len))
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
 }
+
+impl ExactSizeIterator for JobMembers {}
 
 /// Builds a [`FrameKind::ReplyBatch`] frame.
 #[derive(Debug)]
@@ -275,6 +281,8 @@ pub struct BatchAnswer {
 pub struct BatchAnswers {
     payload: Bytes,
     panicked: bool,
+    /// Answers not yet taken.
+    left: usize,
 }
 
 impl BatchAnswers {
@@ -284,7 +292,9 @@ impl BatchAnswers {
         let malformed = || CodecError::Malformed("malformed batch of answers");
         let mut rest = &payload[..];
         let mut panicked = false;
+        let mut left = 0;
         while !rest.is_empty() {
+            left += 1;
             let header = rest.first_chunk::<ANSWER_LEN>().ok_or_else(malformed)?;
             let kind_byte = header[4];
             let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
@@ -303,7 +313,11 @@ impl BatchAnswers {
             panicked |= kind == FrameKind::Panicked;
             rest = rest[ANSWER_LEN..].get(len..).ok_or_else(malformed)?;
         }
-        Ok(Self { payload, panicked })
+        Ok(Self {
+            payload,
+            panicked,
+            left,
+        })
     }
 
     /// Whether any answer reports a panic.
@@ -320,6 +334,7 @@ impl Iterator for BatchAnswers {
             return None;
         }
         // The layout was checked whole in `new`.
+        self.left -= 1;
         let index = self.payload.get_u32();
         let kind = FrameKind::from_byte(self.payload.get_u8())?;
         let len = self.payload.get_u32() as usize;
@@ -329,7 +344,13 @@ impl Iterator for BatchAnswers {
             payload: self.payload.split_to(len),
         })
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
 }
+
+impl ExactSizeIterator for BatchAnswers {}
 
 #[cfg(test)]
 mod tests {
