@@ -63,6 +63,31 @@ async fn every_job_of_a_grouped_batch_gets_its_own_outcome() {
 }
 
 #[tokio::test]
+async fn a_frame_of_a_single_job_is_answered_like_the_others() {
+    within(30, async {
+        // Frames of 4 jobs: 4, 4, then 1.
+        let workers = grouping_pool(1, 8).await;
+        for round in 0..3 {
+            let outcomes = workers.send_batch((0..9).map(|i| Request::Add(i, 1))).await;
+            for (i, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Ok(Response::Sum(sum)) => assert_eq!(sum, i as u32 + 1),
+                    other => panic!("round {round}, job {i}: {other:?}"),
+                }
+            }
+        }
+        assert!(
+            workers
+                .stats()
+                .workers
+                .iter()
+                .all(|worker| worker.restarts == 0)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_worker_that_dies_inside_a_grouped_batch_fails_only_jobs_it_had_not_answered() {
     within(60, async {
         let workers = grouping_pool(1, 64).await;

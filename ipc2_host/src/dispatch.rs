@@ -50,7 +50,7 @@ pub(crate) struct Job {
     pub(crate) lent: Lent,
     pub(crate) kind: JobKind,
     /// Jobs the frame carries: 1, or the count of a `JobBatch` frame (whose
-    /// responder answers them one by one).
+    /// responder answers them one by one; see [`Job::is_batch`]).
     pub(crate) members: u32,
     pub(crate) timeout: Option<Duration>,
     /// Workers this job has been given to so far.
@@ -63,6 +63,14 @@ pub(crate) struct Job {
     /// Whether the job holds a place in a bounded queue, to give back when
     /// it leaves the queue.
     pub(crate) holds_place: bool,
+}
+
+impl Job {
+    /// Whether this is a `JobBatch` frame (even one of a single job), whose
+    /// jobs are answered one by one.
+    pub(crate) fn is_batch(&self) -> bool {
+        self.reply.is_members()
+    }
 }
 
 /// A job a worker holds.
@@ -97,6 +105,8 @@ struct Abandoned {
     span: u32,
     /// Jobs whose late answers have not arrived.
     left: u32,
+    /// Whether it is a `JobBatch` frame.
+    batch: bool,
 }
 
 impl Abandoned {
@@ -417,13 +427,13 @@ impl Dispatch {
             let Some(held) = worker
                 .in_flight
                 .get_mut(&batch)
-                .filter(|held| held.job.members > 1)
+                .filter(|held| held.job.is_batch())
             else {
                 // Late answers to a frame that timed out: discard them.
                 let Some(index) = worker
                     .abandoned
                     .iter()
-                    .position(|late| late.id == batch && late.span > 1)
+                    .position(|late| late.id == batch && late.batch)
                 else {
                     return true;
                 };
@@ -548,6 +558,7 @@ impl Dispatch {
                         id: *id,
                         span: held.job.members,
                         left: held.left,
+                        batch: held.job.is_batch(),
                     });
                 }
             }
@@ -880,7 +891,7 @@ impl LiveWorker {
     /// such job.
     fn settle(&mut self, id: u64) -> Option<Done> {
         if let Some(held) = self.in_flight.get(&id) {
-            if held.job.members > 1 {
+            if held.job.is_batch() {
                 return Some(Done::Member {
                     batch: id,
                     index: 0,
@@ -899,11 +910,10 @@ impl LiveWorker {
         // A job of a `JobBatch` frame answered in a frame of its own.
         self.in_flight
             .iter()
-            .filter(|(_, held)| held.job.members > 1)
-            .find_map(|(&batch, _)| {
+            .filter(|(_, held)| held.job.is_batch())
+            .find_map(|(&batch, held)| {
                 let index = id.wrapping_sub(batch);
-                let members = self.in_flight.get(&batch)?.job.members;
-                (index < u64::from(members)).then_some(Done::Member {
+                (index < u64::from(held.job.members)).then_some(Done::Member {
                     batch,
                     index: index as u32,
                 })

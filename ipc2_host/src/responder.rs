@@ -68,6 +68,11 @@ impl Responder {
         Self(Some(Target::Indexed(outcomes, index)))
     }
 
+    /// Whether this answers the jobs of a `JobBatch` frame (one by one).
+    pub(crate) fn is_members(&self) -> bool {
+        matches!(self.0, Some(Target::Members(..)))
+    }
+
     /// A responder for a stream job's caller.
     pub(crate) fn stream(shared: Arc<StreamShared>) -> Self {
         Self(Some(Target::Stream(shared)))
