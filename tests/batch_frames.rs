@@ -200,3 +200,77 @@ async fn a_worker_that_breaks_the_rules_of_batches_is_killed_and_no_job_is_answe
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reply_too_large_to_share_a_frame_of_answers_goes_alone() {
+    within(60, async {
+        let limit = 4096;
+        // An echo whose reply fits a frame of its own, but not a frame of
+        // answers (which adds its own header and the answer's).
+        let size = |n: usize| {
+            ipc2_common::codec::prepare(&Request::Echo(vec![7; n]), false, None)
+                .unwrap()
+                .size()
+        };
+        let n = (0..limit).find(|&n| size(n) == limit - 17).unwrap();
+        let workers = behaviour_builder()
+            .worker_count(1)
+            .max_in_flight_per_worker(8)
+            .max_frame_length(limit)
+            .shared_memory(false)
+            .finish()
+            .await
+            .unwrap();
+        assert!(matches!(
+            workers.send(Request::Echo(vec![7; n])).await,
+            Ok(Response::Echo(bytes)) if bytes.len() == n
+        ));
+        let requests = vec![
+            Request::Add(1, 1),
+            Request::Add(2, 1),
+            Request::Echo(vec![7; n]),
+            Request::Add(3, 1),
+        ];
+        let outcomes = workers.send_batch(requests).await;
+        assert!(matches!(outcomes[0], Ok(Response::Sum(2))));
+        assert!(matches!(outcomes[1], Ok(Response::Sum(3))));
+        assert!(matches!(&outcomes[2], Ok(Response::Echo(bytes)) if bytes.len() == n));
+        assert!(matches!(outcomes[3], Ok(Response::Sum(4))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shutdown_counts_the_jobs_of_a_frame_one_by_one() {
+    within(60, async {
+        let workers = grouping_pool(1, 8).await;
+        let batch = workers.clone();
+        let task = tokio::spawn(async move {
+            batch
+                .send_batch((0..8).map(|_| Request::Sleep(60_000)))
+                .await
+        });
+        // Two frames of 4 jobs, both held by the worker.
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                workers
+                    .stats()
+                    .workers
+                    .iter()
+                    .map(|w| w.in_flight)
+                    .sum::<usize>()
+                    == 8
+            })
+            .await
+        );
+        let report = workers.shutdown(Duration::from_millis(300)).await;
+        let outcomes = task.await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(Error::ShuttingDown)))
+        );
+        assert_eq!((report.finished, report.cancelled), (0, 8));
+    })
+    .await;
+}

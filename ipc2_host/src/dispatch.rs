@@ -439,7 +439,11 @@ impl Dispatch {
                 };
                 let count = answers.len();
                 let late = &mut worker.abandoned[index];
-                late.left = late.left.saturating_sub(count as u32);
+                if count > late.left as usize {
+                    // More late answers than the frame had jobs left.
+                    return true;
+                }
+                late.left -= count as u32;
                 if late.left == 0 {
                     worker.abandoned.swap_remove(index);
                 }
@@ -737,7 +741,7 @@ impl Dispatch {
             .filter_map(|slot| slot.live.as_ref())
             .map(|worker| worker.load)
             .sum();
-        state.queue.len() + running
+        state.queued_jobs() + running
     }
 
     /// Resolves when a draining set holds no queued or running job.
@@ -775,15 +779,20 @@ impl Dispatch {
         let mut state = self.lock();
         state.phase = Phase::Closed;
         self.stopping.notify_waiters();
+        // Counted in jobs: a `JobBatch` frame fails each job it still holds.
+        let mut failed = state.queued_jobs();
         let queued: Vec<Responder> = state.queue.drain(..).map(|job| job.reply).collect();
         let running: Vec<Responder> = state
             .slots
             .iter_mut()
             .filter_map(|slot| slot.live.take())
-            .flat_map(|worker| worker.in_flight.into_values().map(|held| held.job.reply))
+            .flat_map(|worker| worker.in_flight.into_values())
+            .map(|held| {
+                failed += held.left as usize;
+                held.job.reply
+            })
             .collect();
         drop(state);
-        let failed = queued.len() + running.len();
         for reply in queued.into_iter().chain(running) {
             reply.fail(error);
         }
@@ -819,11 +828,16 @@ impl Dispatch {
                 peer: slot.peer.clone(),
             })
             .collect();
-        (workers, state.queue.len())
+        (workers, state.queued_jobs())
     }
 }
 
 impl State {
+    /// Jobs waiting in the queue (a `JobBatch` frame counts its jobs).
+    fn queued_jobs(&self) -> usize {
+        self.queue.iter().map(|job| job.members as usize).sum()
+    }
+
     /// Whether a new job may be submitted now.
     fn admission(&self) -> Result<(), Refusal> {
         match self.phase {

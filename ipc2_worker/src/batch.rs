@@ -37,7 +37,6 @@ pub(crate) struct Collector {
     outbox: Outbox,
     /// Jobs in the batch.
     jobs: u32,
-    max_frame_length: usize,
     /// Sends answers that would wait too long.
     ticker: Arc<Ticker>,
     /// The connection's shared-memory link, if it has one.
@@ -68,7 +67,6 @@ impl Collector {
             }),
             outbox,
             jobs,
-            max_frame_length,
             ticker,
         }
     }
@@ -79,24 +77,19 @@ impl Collector {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Answers job `index` with `reply` (which holds no shared bodies, see
-    /// [`prepared`](Self::prepared)). Fails when the reply cannot fit in a
-    /// frame; the job is then answered with `JobFailed` saying so.
+    /// Answers job `index` with `reply`, which holds no shared bodies:
+    /// `Ok(false)`, answering nothing, when the reply is too large to share
+    /// a frame with others (it may still fit a frame of its own). Fails
+    /// when the reply cannot be encoded; the job is then answered with
+    /// `JobFailed` saying so.
     pub(crate) fn reply<T: Serialize + ?Sized>(
         self: &Arc<Self>,
         index: u32,
         reply: &Prepared<'_, T>,
-    ) -> Result<(), CodecError> {
+    ) -> Result<bool, CodecError> {
         let mut state = self.state();
         if !state.writer.could_fit(reply.size()) {
-            drop(state);
-            let error = CodecError::FrameTooLarge {
-                size: reply.size(),
-                max: self.max_frame_length,
-            };
-            let reason = format!("the worker could not encode its reply: {error}");
-            self.raw(index, FrameKind::JobFailed, reason.as_bytes());
-            return Err(error);
+            return Ok(false);
         }
         self.make_room(&mut state, reply.size());
         if let Err(error) = state.writer.push_message(index, FrameKind::Reply, reply) {
@@ -106,7 +99,7 @@ impl Collector {
             return Err(error);
         }
         self.answered(state);
-        Ok(())
+        Ok(true)
     }
 
     /// Answers job `index` with a frame kind and a short payload (cut to
@@ -194,6 +187,14 @@ impl Collector {
             drop(state);
             self.ticker.watch(Arc::downgrade(self));
         }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // The last sender of a batch whose receiver is gone: what it
+        // answered still goes out.
+        self.flush();
     }
 }
 

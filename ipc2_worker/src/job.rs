@@ -223,11 +223,14 @@ impl Answer {
         let (id, max) = (self.id, self.max_frame_length);
         let prepared = prepare(message, link.is_some(), link);
         let encoded = match (prepared, &self.batch) {
-            // In a batch, a reply without shared bodies joins the others.
+            // In a batch, a reply without shared bodies joins the others,
+            // unless it is too large to share a frame: then it goes alone.
             (Ok(prepared), Some((collector, index))) if !prepared.has_bodies() => {
-                return collector
-                    .reply(*index, &prepared)
-                    .map_err(ReplyError::Encode);
+                match collector.reply(*index, &prepared) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => prepared.into_frame(kind, id, max),
+                    Err(error) => return Err(ReplyError::Encode(error)),
+                }
             }
             (prepared, _) => prepared.and_then(|prepared| prepared.into_frame(kind, id, max)),
         };
