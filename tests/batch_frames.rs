@@ -64,7 +64,9 @@ async fn every_job_of_a_grouped_batch_gets_its_own_outcome() {
 
 #[tokio::test]
 async fn a_frame_of_a_single_job_is_answered_like_the_others() {
-    within(30, async {
+    // 60 s, as the others here: the first test of a fresh checkout also
+    // waits for the test workers to build.
+    within(60, async {
         // Frames of 4 jobs: 4, 4, then 1.
         let workers = grouping_pool(1, 8).await;
         for round in 0..3 {
