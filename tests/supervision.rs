@@ -426,6 +426,49 @@ async fn shutdown_deadline_cancels_what_is_left_and_kills_stragglers() {
 }
 
 #[tokio::test]
+async fn a_drain_whose_last_job_times_out_ends_then_not_at_its_deadline() {
+    within(60, async {
+        let workers = builder()
+            .worker_count(1)
+            .job_timeout(Duration::from_millis(300))
+            .kill_on_timeout(false)
+            .finish()
+            .await
+            .unwrap();
+        let sleeper = {
+            let workers = workers.clone();
+            tokio::spawn(async move { workers.send(Request::Sleep(60_000)).await })
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                workers
+                    .stats()
+                    .workers
+                    .iter()
+                    .map(|w| w.in_flight)
+                    .sum::<usize>()
+                    == 1
+            })
+            .await
+        );
+        let started = std::time::Instant::now();
+        let report = workers.shutdown(Duration::from_secs(30)).await;
+        assert!(matches!(
+            sleeper.await.unwrap(),
+            Err(Error::Timeout { killed: false, .. })
+        ));
+        // Nothing was left to wait for once the job timed out.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(report.cancelled, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn stats_count_every_outcome() {
     within(30, async {
         let workers = behaviour_pool(2).await;

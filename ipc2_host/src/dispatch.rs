@@ -570,11 +570,19 @@ impl Dispatch {
             // The worker is about to be killed.
             worker.accepting = false;
         }
-        let expired = expired
+        let expired: Vec<InFlight> = expired
             .into_iter()
             .filter_map(|id| worker.take(id))
             .collect();
-        (expired, worker.next_deadline())
+        let next = worker.next_deadline();
+        // A draining set whose last jobs just timed out has nothing left to
+        // wait for (a worker still busy with them is stopped with the rest).
+        let drained = !expired.is_empty() && state.phase == Phase::Draining && state.is_idle();
+        drop(state);
+        if drained {
+            self.drained.notify_waiters();
+        }
+        (expired, next)
     }
 
     /// Worker `slot` is doomed: route nothing more to it. Its answers are
