@@ -9,7 +9,9 @@ use std::time::Duration;
 use ipc2_host::{Blob, Error};
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
-use test_common::pools::{BehaviourPool, behaviour_builder, eventually, within};
+use test_common::pools::{
+    BehaviourPool, behaviour_builder, eventually, jobs_in_flight, none_restarted, within,
+};
 
 /// A pool whose batches travel in frames of several jobs: `workers`
 /// workers with `in_flight` jobs each.
@@ -51,13 +53,7 @@ async fn every_job_of_a_grouped_batch_gets_its_own_outcome() {
             }
         }
         // Panics in tasks leave their worker serving.
-        assert!(
-            workers
-                .stats()
-                .workers
-                .iter()
-                .all(|worker| worker.restarts == 0)
-        );
+        assert!(none_restarted(&workers));
     })
     .await;
 }
@@ -78,13 +74,7 @@ async fn a_frame_of_a_single_job_is_answered_like_the_others() {
                 }
             }
         }
-        assert!(
-            workers
-                .stats()
-                .workers
-                .iter()
-                .all(|worker| worker.restarts == 0)
-        );
+        assert!(none_restarted(&workers));
     })
     .await;
 }
@@ -255,13 +245,7 @@ async fn a_shutdown_counts_the_jobs_of_a_frame_one_by_one() {
         // Two frames of 4 jobs, both held by the worker.
         assert!(
             eventually(Duration::from_secs(10), || {
-                workers
-                    .stats()
-                    .workers
-                    .iter()
-                    .map(|w| w.in_flight)
-                    .sum::<usize>()
-                    == 8
+                jobs_in_flight(&workers) == 8
             })
             .await
         );

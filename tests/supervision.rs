@@ -11,8 +11,8 @@ use ipc2_host::{Error, WorkerState};
 use test_common::behaviour::{Request, Response};
 use test_common::binaries::worker_binary;
 use test_common::pools::{
-    BehaviourPool, behaviour_builder as builder, behaviour_pool, eventually, pid_of, poll_once,
-    within,
+    BehaviourPool, behaviour_builder as builder, behaviour_pool, eventually, jobs_in_flight,
+    pid_of, poll_once, within,
 };
 use test_common::process::{is_running, kill};
 
@@ -441,13 +441,7 @@ async fn a_drain_whose_last_job_times_out_ends_then_not_at_its_deadline() {
         };
         assert!(
             eventually(Duration::from_secs(10), || {
-                workers
-                    .stats()
-                    .workers
-                    .iter()
-                    .map(|w| w.in_flight)
-                    .sum::<usize>()
-                    == 1
+                jobs_in_flight(&workers) == 1
             })
             .await
         );

@@ -34,6 +34,7 @@ use crate::descriptors::Descriptors;
 use crate::error::CodecError;
 use crate::protocol::Frame;
 use crate::shm::{Control, ControlSink, Lent, Link, Side};
+use crate::sync::lock;
 
 /// Least free space offered to a read: enough to take many small frames at
 /// once.
@@ -207,12 +208,6 @@ struct Shared {
     /// More frames are about to follow (see [`Outbox::more_coming`]): leave
     /// them to the writer task, which writes them together.
     more_coming: AtomicBool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Frames waiting for the writer, and the descriptors some of them carry.

@@ -30,6 +30,8 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
+use crate::sync::lock;
+
 /// Descriptors received with one read, at most. A peer never sends more
 /// than one at a time; more is refused.
 const MAX_PER_READ: usize = 4;
@@ -212,12 +214,6 @@ impl Socket {
         #[allow(deprecated)]
         AsyncFd::with_interest(duplicate, Interest::WRITABLE)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Descriptors for Socket {

@@ -36,6 +36,7 @@ pub mod runtime_thread;
 pub mod secret;
 pub mod shm;
 pub mod spin;
+pub mod sync;
 pub mod transport;
 
 pub use blob::{Blob, BlobFull, BlobMut};

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use ipc2_common::codec::encode_raw_frame;
 use ipc2_common::protocol::{FrameKind, credit_payload};
 use ipc2_common::shm::Lent;
+use ipc2_common::sync::lock;
 use ipc2_common::{Frame, Outbox, RemotePeer};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -266,9 +267,7 @@ impl Dispatch {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked: every
         // critical section below is a handful of infallible collection ops.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Hands each job to the least-loaded worker with room, or queues it,
@@ -438,17 +437,12 @@ impl Dispatch {
                     return true;
                 };
                 let count = answers.len();
-                let late = &mut worker.abandoned[index];
-                if count > late.left as usize {
-                    // More late answers than the frame had jobs left.
-                    return true;
+                // More late answers than the frame had jobs left: unknown.
+                let counted = worker.late_answers(index, count);
+                if counted {
+                    entry.jobs_done += count as u64;
                 }
-                late.left -= count as u32;
-                if late.left == 0 {
-                    worker.abandoned.swap_remove(index);
-                }
-                entry.jobs_done += count as u64;
-                return false;
+                return !counted;
             };
             let (answered, valid) = held.job.reply.answer_members(answers);
             let unknown = !valid;
@@ -922,11 +916,8 @@ impl LiveWorker {
             return self.take(id).map(Done::Whole);
         }
         if let Some(index) = self.abandoned.iter().position(|late| late.covers(id)) {
-            let late = &mut self.abandoned[index];
-            late.left = late.left.saturating_sub(1);
-            if late.left == 0 {
-                self.abandoned.swap_remove(index);
-            }
+            // An abandoned entry has an answer left until it is removed.
+            self.late_answers(index, 1);
             return Some(Done::Late);
         }
         // A job of a `JobBatch` frame answered in a frame of its own.
@@ -940,6 +931,23 @@ impl LiveWorker {
                     index: index as u32,
                 })
             })
+    }
+
+    /// Counts `count` late answers against `abandoned[index]`, forgetting
+    /// it once all have come; `false`, counting nothing, if it has fewer
+    /// answers left.
+    fn late_answers(&mut self, index: usize, count: usize) -> bool {
+        let Some(late) = self.abandoned.get_mut(index) else {
+            return false;
+        };
+        let Some(left) = (late.left as usize).checked_sub(count) else {
+            return false;
+        };
+        late.left = left as u32;
+        if left == 0 {
+            self.abandoned.swap_remove(index);
+        }
+        true
     }
 
     /// Sends `job` to this worker; gives it back if the connection is gone.

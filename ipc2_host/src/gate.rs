@@ -34,6 +34,7 @@ use ipc2_common::connection::{BoxedReader, BoxedWriter};
 use ipc2_common::descriptors::Descriptors;
 use ipc2_common::liveness::{Heard, LastHeard};
 use ipc2_common::protocol::HANDSHAKE_MAX_FRAME_LENGTH;
+use ipc2_common::sync::lock;
 use ipc2_common::{
     Connection, FrameCodec, FrameKind, FrameReader, Hello, Listener, PROTOCOL_VERSION, RemotePeer,
     Secret,
@@ -240,12 +241,6 @@ impl Gate {
             remote,
         });
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Removes a connection from the pending list however its handshake ends.

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use ipc2_common::shm::Body;
+use ipc2_common::sync::lock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::error::Error;
@@ -125,7 +126,7 @@ impl Responder {
 
     /// Delivers the outcome. A caller that has gone away is not an error.
     /// A `JobBatch` frame's responder is answered job by job
-    /// ([`answer_member`](Self::answer_member)) or failed whole
+    /// ([`answer_members`](Self::answer_members)) or failed whole
     /// ([`fail`](Self::fail)); given one outcome, it fails its jobs with
     /// [`Error::Closed`].
     pub(crate) fn send(mut self, outcome: Outcome) {
@@ -213,9 +214,7 @@ impl Batch {
     }
 
     fn arrived(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Outcome)>> {
-        self.arrived
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.arrived)
     }
 
     fn fill(&self, index: usize, outcome: Outcome) {

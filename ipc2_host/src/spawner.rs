@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex, mpsc};
 
+use ipc2_common::sync::lock;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
@@ -27,12 +28,6 @@ struct Request {
 }
 
 type Registry = Arc<Mutex<HashSet<u32>>>;
-
-fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, HashSet<u32>> {
-    registry
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Forks workers from a dedicated thread and tracks the ones still running.
 pub(crate) struct Spawner {

@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use ipc2_common::codec::{decode_message, encode_raw_frame};
 use ipc2_common::protocol::credit_payload;
+use ipc2_common::sync::lock;
 use ipc2_common::{FrameKind, Outbox};
 use serde::de::DeserializeOwned;
 
@@ -72,9 +73,7 @@ impl StreamShared {
     }
 
     fn state(&self) -> MutexGuard<'_, StreamState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// A worker took the job: credit and cancellation go to it from now on.

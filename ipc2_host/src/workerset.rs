@@ -34,6 +34,7 @@ use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::stats::{ShutdownReport, Stats};
 use crate::stream::{ReplyStream, StreamShared};
+use ipc2_common::sync::lock;
 
 /// A set of worker processes that run jobs of type `H` (host → worker) and
 /// answer with `W` (worker → host), talking over the server type `S`.
@@ -499,12 +500,6 @@ pub(crate) struct Inner {
     socket_dir: Mutex<Option<SocketDir>>,
     /// Where the pool's tasks run; dropped after they are aborted.
     runtime: IoRuntime,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Inner {

@@ -22,8 +22,11 @@ use std::time::Duration;
 use ipc2_common::codec::batch::ReplyBatchWriter;
 use ipc2_common::codec::{Prepared, prepare};
 use ipc2_common::shm::Link;
+use ipc2_common::sync::lock;
 use ipc2_common::{CodecError, FrameKind, Outbox};
 use serde::Serialize;
+
+use crate::error::unencodable;
 
 /// A frame of answers is sent once it holds this many bytes, even if more
 /// answers of its batch are to come.
@@ -72,9 +75,7 @@ impl Collector {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Answers job `index` with `reply`, which holds no shared bodies:
@@ -94,8 +95,7 @@ impl Collector {
         self.make_room(&mut state, reply.size());
         if let Err(error) = state.writer.push_message(index, FrameKind::Reply, reply) {
             drop(state);
-            let reason = format!("the worker could not encode its reply: {error}");
-            self.raw(index, FrameKind::JobFailed, reason.as_bytes());
+            self.raw(index, FrameKind::JobFailed, unencodable(&error).as_bytes());
             return Err(error);
         }
         self.answered(state);
@@ -151,7 +151,11 @@ impl Collector {
 
     /// Sends the answers gathered so far.
     pub(crate) fn flush(&self) {
-        let mut state = self.state();
+        self.send_held(self.state());
+    }
+
+    /// Sends the answers `state` holds, if any, once its lock is released.
+    fn send_held(&self, mut state: MutexGuard<'_, State>) {
         if state.writer.answers() > 0 {
             let frame = state.writer.take();
             drop(state);
@@ -179,10 +183,8 @@ impl Collector {
         state.answered += 1;
         let complete = state.answered >= self.jobs;
         let held = state.writer.answers();
-        if held > 0 && (complete || state.writer.bytes() >= FLUSH_BYTES) {
-            let frame = state.writer.take();
-            drop(state);
-            let _ = self.outbox.send(frame);
+        if complete || state.writer.bytes() >= FLUSH_BYTES {
+            self.send_held(state);
         } else if held == 1 {
             drop(state);
             self.ticker.watch(Arc::downgrade(self));
@@ -227,9 +229,7 @@ impl Ticker {
     }
 
     fn state(&self) -> MutexGuard<'_, TickerState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     /// Sends what `collector` holds at the next tick.

@@ -147,3 +147,13 @@ impl std::fmt::Debug for ServeError {
         std::fmt::Display::fmt(self, f)
     }
 }
+
+/// What the host's caller is told of a reply that could not be encoded.
+pub(crate) fn unencodable(error: &CodecError) -> String {
+    format!("the worker could not encode its reply: {error}")
+}
+
+/// What the host's caller is told of a job that could not be decoded.
+pub(crate) fn undecodable(error: &CodecError) -> String {
+    format!("the worker could not decode the job: {error}")
+}

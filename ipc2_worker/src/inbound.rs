@@ -23,6 +23,7 @@ use ipc2_common::connection::BoxedReader;
 use ipc2_common::liveness::LastHeard;
 use ipc2_common::protocol::parse_credit;
 use ipc2_common::spin::{Spin, spin_then};
+use ipc2_common::sync::lock;
 use ipc2_common::{CodecError, Frame, FrameKind, FrameReader, Heartbeat, Outbox};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -138,9 +139,7 @@ impl Inbound {
 
     /// What has been read and not yet taken.
     pub(crate) fn filed(&self) -> MutexGuard<'_, Filed> {
-        self.filed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.filed)
     }
 
     /// Reads and files frames until `done` holds or no more frames will

@@ -20,7 +20,7 @@ use ipc2_common::{FrameKind, Outbox, PanicReport};
 use serde::Serialize;
 
 use crate::batch::Collector;
-use crate::error::ReplyError;
+use crate::error::{ReplyError, unencodable};
 use crate::inbound::Inbound;
 use crate::panic::{report_for_dropped_sender, truncated};
 use crate::stream::StreamSender;
@@ -245,8 +245,11 @@ impl Answer {
                 sent.map_err(|_| ReplyError::Disconnected)
             }
             Err(error) => {
-                let message = format!("the worker could not encode its reply: {error}");
-                self.answer_raw(&outbox, FrameKind::JobFailed, message.as_bytes());
+                self.answer_raw(
+                    &outbox,
+                    FrameKind::JobFailed,
+                    unencodable(&error).as_bytes(),
+                );
                 Err(ReplyError::Encode(error))
             }
         }

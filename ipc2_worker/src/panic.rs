@@ -25,6 +25,7 @@ use std::panic::PanicHookInfo;
 use std::sync::{Mutex, Once};
 
 use ipc2_common::protocol::{MAX_PANIC_MESSAGE, PanicReport};
+use ipc2_common::sync::lock;
 
 /// Panics of tokio tasks remembered for their tasks' reply senders; older
 /// ones (of tasks that held no job) are forgotten.
@@ -92,9 +93,7 @@ fn record(report: PanicReport) {
 }
 
 fn task_panics() -> std::sync::MutexGuard<'static, VecDeque<(tokio::task::Id, PanicReport)>> {
-    TASK_PANICS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock(&TASK_PANICS)
 }
 
 /// The report of the panic that is dropping a reply sender right now, if a

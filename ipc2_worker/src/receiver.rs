@@ -25,6 +25,7 @@ use ipc2_common::{CodecError, FrameKind, Leaving, Outbox};
 use serde::de::DeserializeOwned;
 
 use crate::batch::{Collector, Ticker};
+use crate::error::undecodable;
 use crate::inbound::Inbound;
 use crate::job::{Job, ReplySender, send_raw};
 
@@ -130,9 +131,13 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             let data = match decode_message_with_bodies::<In>(&frame.payload, frame.bodies) {
                 Ok(data) => data,
                 Err(error) => {
-                    let message = format!("the worker could not decode the job: {error}");
-                    let reason = message.as_bytes();
-                    send_raw(&self.outbox, FrameKind::JobFailed, frame.id, reason);
+                    let reason = undecodable(&error);
+                    send_raw(
+                        &self.outbox,
+                        FrameKind::JobFailed,
+                        frame.id,
+                        reason.as_bytes(),
+                    );
                     if frame.kind == FrameKind::StreamJob {
                         self.inbound.filed().flows.remove(&frame.id);
                     }
@@ -201,20 +206,10 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
                 Some(Some(Job::Bidirectional { data, tx }))
             }
             Err(error) => {
-                let message = format!("the worker could not decode the job: {error}");
-                collector.raw(index, FrameKind::JobFailed, message.as_bytes());
+                collector.raw(index, FrameKind::JobFailed, undecodable(&error).as_bytes());
                 Some(None)
             }
         }
-    }
-
-    /// Sends the answers gathered in every batch's collector, and forgets
-    /// the batches that are fully answered.
-    fn flush_batches(&mut self) {
-        self.collecting.retain(|collector| {
-            collector.flush();
-            !collector.is_done()
-        });
     }
 
     /// Why the stream of jobs ended, if it ended because of an error rather
@@ -230,6 +225,15 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
 }
 
 impl<In, Out> Receiver<In, Out> {
+    /// Sends the answers gathered in every batch's collector, and forgets
+    /// the batches that are fully answered.
+    fn flush_batches(&mut self) {
+        self.collecting.retain(|collector| {
+            collector.flush();
+            !collector.is_done()
+        });
+    }
+
     /// The outbox replies go through (for the blocking worker, which flushes
     /// it before its runtime stops).
     pub(crate) fn outbox(&self) -> &Outbox {
@@ -239,9 +243,7 @@ impl<In, Out> Receiver<In, Out> {
 
 impl<In, Out> Drop for Receiver<In, Out> {
     fn drop(&mut self) {
-        for collector in self.collecting.drain(..) {
-            collector.flush();
-        }
+        self.flush_batches();
         let panicking = std::thread::panicking();
         let leaving = Leaving {
             yielded: self.yielded,

@@ -67,6 +67,16 @@ pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) 
     }
 }
 
+/// Jobs the pool's workers hold right now.
+pub fn jobs_in_flight<W, H>(workers: &WorkerSet<UnixListener, W, H>) -> usize {
+    workers.stats().workers.iter().map(|w| w.in_flight).sum()
+}
+
+/// Whether no worker slot of the pool has restarted its worker.
+pub fn none_restarted<W, H>(workers: &WorkerSet<UnixListener, W, H>) -> bool {
+    workers.stats().workers.iter().all(|w| w.restarts == 0)
+}
+
 /// A builder for a pool of `behaviour_worker`, to add options to.
 pub fn behaviour_builder() -> ipc2_host::WorkerSetBuilder<UnixListener, Response, Request> {
     WorkerSet::builder().worker_path(worker_binary("behaviour_worker"))

@@ -20,7 +20,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use super::{ENVELOPE_LEN, HEADER_LEN, LENGTH_LEN, Prepared, finish_frame, put_header};
+use super::{ENVELOPE_LEN, HEADER_LEN, LENGTH_LEN, Prepared, finish_frame, put_header, put_length};
 use crate::error::CodecError;
 use crate::protocol::FrameKind;
 
@@ -176,6 +176,7 @@ impl ExactSizeIterator for JobMembers {}
 #[derive(Debug)]
 pub struct ReplyBatchWriter {
     buf: BytesMut,
+    batch_id: u64,
     answers: usize,
     max_frame_length: usize,
 }
@@ -187,6 +188,7 @@ impl ReplyBatchWriter {
         put_header(&mut buf, FrameKind::ReplyBatch, batch_id);
         Self {
             buf,
+            batch_id,
             answers: 0,
             max_frame_length,
         }
@@ -249,16 +251,10 @@ impl ReplyBatchWriter {
     /// The frame, leaving this writer empty for more answers to the same
     /// batch.
     pub fn take(&mut self) -> Bytes {
-        let id = u64::from_be_bytes(
-            self.buf[LENGTH_LEN + 1..HEADER_LEN]
-                .try_into()
-                .unwrap_or_default(),
-        );
-        let length = (self.buf.len() - LENGTH_LEN) as u32;
-        self.buf[..LENGTH_LEN].copy_from_slice(&length.to_be_bytes());
+        put_length(&mut self.buf);
         let frame = self.buf.split().freeze();
         self.buf.reserve(HEADER_LEN + 256);
-        put_header(&mut self.buf, FrameKind::ReplyBatch, id);
+        put_header(&mut self.buf, FrameKind::ReplyBatch, self.batch_id);
         self.answers = 0;
         frame
     }

@@ -298,8 +298,7 @@ pub fn encode_control(side: Side, control: Control) -> Bytes {
             buf.put_u64(len);
         }
     }
-    let length = (buf.len() - LENGTH_LEN) as u32;
-    buf[..LENGTH_LEN].copy_from_slice(&length.to_be_bytes());
+    put_length(&mut buf);
     buf.freeze()
 }
 
@@ -384,9 +383,16 @@ fn finish_frame(mut buf: BytesMut, max_frame_length: usize) -> Result<Bytes, Cod
     if length > max_frame_length {
         return Err(too_large);
     }
-    let length = u32::try_from(length).map_err(|_| too_large)?;
-    buf[..LENGTH_LEN].copy_from_slice(&length.to_be_bytes());
+    u32::try_from(length).map_err(|_| too_large)?;
+    put_length(&mut buf);
     Ok(buf.freeze())
+}
+
+/// Writes the length prefix of the frame that fills `buf` (within the
+/// limit: its writer checked every part it added).
+fn put_length(buf: &mut BytesMut) {
+    let length = (buf.len() - LENGTH_LEN) as u32;
+    buf[..LENGTH_LEN].copy_from_slice(&length.to_be_bytes());
 }
 
 /// Decodes a message from a frame's payload. The whole payload must be

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use super::link::Link;
 use super::region::LocalRegion;
+use crate::sync::lock;
 
 /// Bodies at least this large travel through shared memory by default;
 /// smaller ones are copied through the socket. Chosen with `ipc2_bench`'s
@@ -123,9 +124,7 @@ pub(crate) enum Refused {
 
 impl Arena {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     fn alloc(&self, len: usize, zeroed: bool) -> Result<Allocation, Refused> {

@@ -18,6 +18,7 @@ use super::body::{Body, Lent};
 use super::region::{LocalRegion, PeerRegion};
 use super::{Handle, Owner, ShmError};
 use crate::descriptors::Descriptors;
+use crate::sync::lock;
 
 /// Which end of the connection this process is (frames carry the sender's
 /// direction in their kind).
@@ -121,9 +122,7 @@ impl Link {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     pub(crate) fn send_attach(&self, region: &LocalRegion) {
