@@ -232,6 +232,11 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         descriptors.wake_on_peer_reads();
     }
     let (outbox, outgoing) = Outbox::channel_passing(admitted.writer, descriptors.clone());
+    // A worker that holds one job at a time is sent one frame at a time:
+    // nothing to gather into a larger write, so the job goes to the socket
+    // from the thread that routed it (the one that read the previous
+    // answer, or the caller's) instead of waking the writer task.
+    outbox.direct_writes(config.max_in_flight == 1);
     tokio::spawn(write_frames(outgoing));
     if let Ok(welcome) = encode_raw_frame(FrameKind::Welcome, 0, &[], usize::MAX) {
         let _ = outbox.send(welcome);
