@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,13 +64,25 @@ pub trait Descriptors: Send + Sync + 'static {
     /// with 4 in flight 1.2-1.4x in A/B runs on the CI machine), at some
     /// cost when it is busy. Default: nothing.
     fn wake_on_peer_reads(&self) {}
+
+    /// Takes the socket's reads off the reactor whenever its reader polls
+    /// without a waker (spinning before it parks, see [`crate::spin`]), and
+    /// puts them back when the reader parks. Registered, each frame the
+    /// peer writes wakes a reactor thread, even while the reader is
+    /// spinning on another thread and takes the frame itself (a worker
+    /// whose loop runs on a multi-thread runtime's `block_on` thread): on a
+    /// virtual machine that needless wake-up costs more than the frame.
+    /// Default: nothing.
+    fn unregister_while_spinning(&self) {}
 }
 
-/// A Unix socket shared by its two halves and its [`Descriptors`],
-/// registered with tokio's reactor as an `AsyncFd` so that both the plain
-/// reads and writes and the `sendmsg`/`recvmsg` calls go through it.
+/// A Unix socket shared by its two halves and its [`Descriptors`], which
+/// makes its own system calls (plain reads and writes, `sendmsg` and
+/// `recvmsg`) and registers with tokio's reactor only to wait.
 ///
-/// The socket is registered for reading only. A socket registered for
+/// The socket is registered for reading only (and, with
+/// [`Descriptors::unregister_while_spinning`], only while its reader
+/// waits). A socket registered for
 /// writing too (as tokio's own are) has its reactor woken every time the
 /// peer *reads*, since each read frees room to write: one needless thread
 /// wake-up per frame on each side, which on a virtual machine costs more
@@ -78,13 +90,30 @@ pub trait Descriptors: Send + Sync + 'static {
 /// would block registers a duplicate of the descriptor for writing
 /// ([`Socket::writable`]), kept until a write goes through without waiting.
 struct Socket {
-    fd: AsyncFd<StdUnixStream>,
+    /// The read registration, of the socket's own descriptor: for good, or
+    /// (with [`Descriptors::unregister_while_spinning`]) only while a
+    /// reader waits with a waker. Declared before `stream`, so it is
+    /// deregistered before the descriptor is closed.
+    readable: Mutex<Option<AsyncFd<Registered>>>,
     /// The write registration, while writes are blocking (or for good,
     /// with [`Descriptors::wake_on_peer_reads`]).
     writable: Mutex<Option<AsyncFd<OwnedFd>>>,
     /// [`Descriptors::wake_on_peer_reads`] was called.
     keep_writable: AtomicBool,
+    /// [`Descriptors::unregister_while_spinning`] was called.
+    spinning_reader: AtomicBool,
     received: Mutex<VecDeque<OwnedFd>>,
+    stream: StdUnixStream,
+}
+
+/// The socket's descriptor as its read registration names it; the socket
+/// keeps it open for as long as the registration lives.
+struct Registered(RawFd);
+
+impl AsRawFd for Registered {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
 }
 
 /// The read half of a [`unix_channel`].
@@ -99,19 +128,15 @@ pub fn unix_channel(
     stream: UnixStream,
 ) -> io::Result<(UnixReader, UnixWriter, Arc<dyn Descriptors>)> {
     let stream = stream.into_std()?;
-    // `AsyncFd::new` is deprecated (tokio 1.54) because a registered
-    // descriptor could be closed behind the reactor's back; here the
-    // `AsyncFd` owns the stream, which owns its descriptor, so it is closed
-    // only after being deregistered. Its replacement, `AsyncFd::register`,
-    // needs a newer tokio than the minimum these crates support.
-    #[allow(deprecated)]
-    let fd = AsyncFd::with_interest(stream, Interest::READABLE)?;
     let socket = Arc::new(Socket {
-        fd,
+        readable: Mutex::new(None),
         writable: Mutex::new(None),
         keep_writable: AtomicBool::new(false),
+        spinning_reader: AtomicBool::new(false),
         received: Mutex::new(VecDeque::new()),
+        stream,
     });
+    *lock(&socket.readable) = Some(socket.register_reads()?);
     Ok((
         UnixReader(Arc::clone(&socket)),
         UnixWriter(Arc::clone(&socket)),
@@ -142,16 +167,23 @@ impl Socket {
         wanted: usize,
         mut io: impl FnMut(&StdUnixStream) -> io::Result<(usize, bool)>,
     ) -> Poll<io::Result<usize>> {
-        let stream = self.fd.get_ref();
+        let stream = &self.stream;
         if !write {
+            let mut readable = lock(&self.readable);
+            if self.spinning_reader.load(Ordering::Relaxed) && crate::spin::spinning() {
+                // A reader spinning before it parks: while it catches every
+                // frame this way, the peer's writes wake no reactor thread.
+                readable.take();
+                return once(io(stream));
+            }
+            let registration = match &mut *readable {
+                Some(registration) => registration,
+                empty => empty.insert(self.register_reads()?),
+            };
             loop {
-                let Poll::Ready(guard) = self.fd.poll_read_ready(cx) else {
+                let Poll::Ready(guard) = registration.poll_read_ready(cx) else {
                     // Not reported ready (the waker is registered): try once.
-                    return match io(stream) {
-                        Ok((done, _)) => Poll::Ready(Ok(done)),
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-                        Err(error) => Poll::Ready(Err(error)),
-                    };
+                    return once(io(stream));
                 };
                 if let Some(done) = retried(guard?, wanted, || io(stream)) {
                     return Poll::Ready(done);
@@ -172,7 +204,7 @@ impl Socket {
         let mut writable = lock(&self.writable);
         let registration = match &mut *writable {
             Some(registration) => registration,
-            empty => empty.insert(self.register_writable()?),
+            empty => empty.insert(self.register_writes()?),
         };
         loop {
             let guard = ready!(registration.poll_write_ready(cx))?;
@@ -180,6 +212,16 @@ impl Socket {
                 return Poll::Ready(done);
             }
         }
+    }
+}
+
+/// What one try of `io` without waiting comes to: its bytes, or pending
+/// if it would block.
+fn once(tried: io::Result<(usize, bool)>) -> Poll<io::Result<usize>> {
+    match tried {
+        Ok((done, _)) => Poll::Ready(Ok(done)),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        Err(error) => Poll::Ready(Err(error)),
     }
 }
 
@@ -207,12 +249,27 @@ fn retried<T: AsRawFd>(
 
 impl Socket {
     /// A registration of a duplicate of the socket's descriptor for
-    /// writing only (one descriptor can be registered once per reactor).
-    fn register_writable(&self) -> io::Result<AsyncFd<OwnedFd>> {
-        let duplicate = self.fd.get_ref().as_fd().try_clone_to_owned()?;
-        // See `unix_channel` on the deprecation.
+    /// writing only (one descriptor can be registered once per reactor, and
+    /// the socket's own is registered for reading).
+    fn register_writes(&self) -> io::Result<AsyncFd<OwnedFd>> {
+        let duplicate = self.stream.as_fd().try_clone_to_owned()?;
+        // `AsyncFd::new` is deprecated (tokio 1.54) because a registered
+        // descriptor could be closed behind the reactor's back; here the
+        // `AsyncFd` owns its duplicate, so it is closed only after being
+        // deregistered. Its replacement, `AsyncFd::register`, needs a newer
+        // tokio than the minimum these crates support.
         #[allow(deprecated)]
         AsyncFd::with_interest(duplicate, Interest::WRITABLE)
+    }
+
+    /// A registration of the socket's own descriptor for reading (no
+    /// duplicate: a connection holds one descriptor while it reads).
+    fn register_reads(&self) -> io::Result<AsyncFd<Registered>> {
+        // On the deprecation, see `register_writes`: the registration is a
+        // field of this socket declared before the stream, so it is
+        // deregistered before the descriptor is closed.
+        #[allow(deprecated)]
+        AsyncFd::with_interest(Registered(self.stream.as_raw_fd()), Interest::READABLE)
     }
 }
 
@@ -246,12 +303,16 @@ impl Descriptors for Socket {
         self.received().pop_front()
     }
 
+    fn unregister_while_spinning(&self) {
+        self.spinning_reader.store(true, Ordering::Relaxed);
+    }
+
     fn wake_on_peer_reads(&self) {
         self.keep_writable.store(true, Ordering::Relaxed);
         let mut writable = lock(&self.writable);
         if writable.is_none() {
             // Without it the socket only loses the early wake-ups.
-            *writable = self.register_writable().ok();
+            *writable = self.register_writes().ok();
         }
     }
 }
@@ -344,10 +405,53 @@ impl AsyncWrite for UnixWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(match self.0.fd.get_ref().shutdown(Shutdown::Write) {
+        Poll::Ready(match self.0.stream.shutdown(Shutdown::Write) {
             // Already closed by the peer: nothing left to shut.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::spin::{Spin, spin_then, spinning};
+
+    /// A reader whose reads leave the reactor while it spins still parks
+    /// and wakes like any other once the spin runs out.
+    #[tokio::test]
+    async fn a_reader_unregistered_while_spinning_is_woken_after_it_parks() {
+        let within = Duration::from_secs(10);
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let (mut reader, _writer, descriptors) = unix_channel(ours).expect("our halves");
+        descriptors.unregister_while_spinning();
+        let (_their_reader, mut their_writer, _) = unix_channel(theirs).expect("their halves");
+        let spin = Spin::default();
+        // The last wait was short: the next one spins.
+        spin.observe(Duration::ZERO);
+        assert!(!spin.budget().is_zero());
+        let mut buf = [0u8; 8];
+
+        // Bytes already there are read while spinning.
+        their_writer.write_all(b"1").await.expect("a write");
+        let read = tokio::time::timeout(within, spin_then(&spin, reader.read(&mut buf))).await;
+        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        assert!(!spinning(), "the spin is over once its read is");
+
+        // Bytes that come after the spin ran out wake the parked reader.
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            their_writer.write_all(b"2").await.expect("a write");
+            their_writer
+        });
+        let read = tokio::time::timeout(within, spin_then(&spin, reader.read(&mut buf))).await;
+        assert_eq!(read.expect("woken in time").expect("a read"), 1);
+        assert_eq!(&buf[..1], b"2");
+        drop(late.await);
     }
 }

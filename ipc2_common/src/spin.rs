@@ -16,6 +16,7 @@
 //! Unix socket halves of [`crate::descriptors`] read before asking the
 //! reactor); elsewhere the reactor would have to report the bytes first.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,18 @@ impl Spin {
     }
 }
 
+thread_local! {
+    /// This thread is inside a spinning poll of [`spin_then`].
+    static SPINNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is polling a future without a waker, inside
+/// [`spin_then`]'s spin: an I/O source polled then need not (and, to spare
+/// the reactor needless wake-ups, should not) be registered with it.
+pub fn spinning() -> bool {
+    SPINNING.with(Cell::get)
+}
+
 /// Polls `future` without a waker, yielding the thread between polls, for
 /// at most `spin`'s budget; then awaits it as usual. Records how long the
 /// wait took.
@@ -64,7 +77,10 @@ pub async fn spin_then<F: Future>(spin: &Spin, future: F) -> F::Output {
     if !budget.is_zero() {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            SPINNING.with(|spinning| spinning.set(true));
+            let polled = future.as_mut().poll(&mut cx);
+            SPINNING.with(|spinning| spinning.set(false));
+            if let Poll::Ready(output) = polled {
                 spin.observe(started.elapsed());
                 return output;
             }

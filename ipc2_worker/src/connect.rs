@@ -140,6 +140,9 @@ where
     // The Unix socket (the one that passes descriptors) reads eagerly, so a
     // brief spin before parking sees bytes as soon as they arrive.
     let descriptors_passed = descriptors.is_some();
+    if let Some(descriptors) = &descriptors {
+        descriptors.unregister_while_spinning();
+    }
     let (outbox, outgoing) = Outbox::channel_passing(writer, descriptors.clone());
     // A worker answers as its jobs finish, often one at a time: each answer
     // goes straight to the socket unless the writer task is busy.
