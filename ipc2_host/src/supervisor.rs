@@ -259,9 +259,11 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     })
 }
 
-/// Whether this process may run on more than one CPU at once.
+/// Whether this process may run on more than one CPU at once (asked once:
+/// the answer reads the affinity mask and cgroup files).
 fn several_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1)
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1))
 }
 
 /// Turns each line a worker writes into a `tracing` event tagged with the
