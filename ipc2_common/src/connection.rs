@@ -47,6 +47,11 @@ const GROWTH_FLOOR: usize = 1024 * 1024;
 /// Below this many ready frames, a writer on a multi-thread runtime yields
 /// once to let more arrive (see [`write_frames`]).
 const WRITE_BATCH: usize = 256;
+/// Largest frame a sender writes itself (see [`Outbox::direct_writes`]):
+/// a larger one goes to the writer task, whose wake-up costs little beside
+/// copying it, so that a sender (the host's, under its routing lock) never
+/// spends long in a write, and a write that would block is rare.
+const DIRECT_MAX: usize = 64 * 1024;
 /// Most buffers handed to one vectored write (Linux allows 1024).
 const MAX_IOVECS: usize = 512;
 
@@ -337,6 +342,7 @@ impl Outbox {
         }
         shared.unwritten.fetch_add(1, Ordering::AcqRel);
         let was_empty = queue.frames.is_empty();
+        let small = frame.len() <= DIRECT_MAX;
         if let Some(fd) = fd {
             let index = queue.frames.len();
             queue.fds.push((index, fd));
@@ -346,8 +352,9 @@ impl Outbox {
         // Written here and now (with any frames queued before it) when
         // senders write directly and no more are coming; otherwise the
         // writer task, woken by the first frame of a batch, takes them.
-        let direct =
-            shared.direct.load(Ordering::Relaxed) && !shared.more_coming.load(Ordering::Relaxed);
+        let direct = small
+            && shared.direct.load(Ordering::Relaxed)
+            && !shared.more_coming.load(Ordering::Relaxed);
         // A direct write that left frames (the socket was full, or someone
         // else was writing) wakes the writer task even if the queue was not
         // empty: its earlier wake-up may already have found the queue taken
@@ -366,9 +373,9 @@ impl Outbox {
         self.0.0.more_coming.store(more, Ordering::Relaxed);
     }
 
-    /// Lets senders write their frames themselves: a frame queued while
-    /// nothing else is queued or being written, and no more are coming
-    /// ([`more_coming`](Self::more_coming)), goes to the socket from the
+    /// Lets senders write their frames themselves: a frame (of at most
+    /// 64 KiB) queued while nothing else is queued or being written, and no
+    /// more are coming ([`more_coming`](Self::more_coming)), goes to the socket from the
     /// sender's own thread at once (one non-blocking write), instead of
     /// waking the writer task, which takes over only when the socket does
     /// not take it all. That saves a task wake-up, and often a thread's,

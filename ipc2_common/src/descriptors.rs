@@ -81,8 +81,8 @@ pub trait Descriptors: Send + Sync + 'static {
 /// `recvmsg`) and registers with tokio's reactor only to wait.
 ///
 /// The socket is registered for reading only (and, with
-/// [`Descriptors::unregister_while_spinning`], only while its reader
-/// waits). A socket registered for
+/// [`Descriptors::unregister_while_spinning`], not while its reader
+/// spins). A socket registered for
 /// writing too (as tokio's own are) has its reactor woken every time the
 /// peer *reads*, since each read frees room to write: one needless thread
 /// wake-up per frame on each side, which on a virtual machine costs more
@@ -91,8 +91,8 @@ pub trait Descriptors: Send + Sync + 'static {
 /// ([`Socket::writable`]), kept until a write goes through without waiting.
 struct Socket {
     /// The read registration, of the socket's own descriptor: for good, or
-    /// (with [`Descriptors::unregister_while_spinning`]) only while a
-    /// reader waits with a waker. Declared before `stream`, so it is
+    /// (with [`Descriptors::unregister_while_spinning`]) dropped while the
+    /// reader spins and made again when it next polls with a waker. Declared before `stream`, so it is
     /// deregistered before the descriptor is closed.
     readable: Mutex<Option<AsyncFd<Registered>>>,
     /// The write registration, while writes are blocking (or for good,
@@ -103,6 +103,10 @@ struct Socket {
     /// [`Descriptors::unregister_while_spinning`] was called.
     spinning_reader: AtomicBool,
     received: Mutex<VecDeque<OwnedFd>>,
+    /// The runtime the connection was made in, whose reactor every
+    /// registration goes to, whichever thread (in whichever runtime, or
+    /// none) reads or writes.
+    runtime: tokio::runtime::Handle,
     stream: StdUnixStream,
 }
 
@@ -134,6 +138,7 @@ pub fn unix_channel(
         keep_writable: AtomicBool::new(false),
         spinning_reader: AtomicBool::new(false),
         received: Mutex::new(VecDeque::new()),
+        runtime: tokio::runtime::Handle::current(),
         stream,
     });
     *lock(&socket.readable) = Some(socket.register_reads()?);
@@ -253,6 +258,7 @@ impl Socket {
     /// the socket's own is registered for reading).
     fn register_writes(&self) -> io::Result<AsyncFd<OwnedFd>> {
         let duplicate = self.stream.as_fd().try_clone_to_owned()?;
+        let _runtime = self.runtime.enter();
         // `AsyncFd::new` is deprecated (tokio 1.54) because a registered
         // descriptor could be closed behind the reactor's back; here the
         // `AsyncFd` owns its duplicate, so it is closed only after being
@@ -268,6 +274,7 @@ impl Socket {
         // On the deprecation, see `register_writes`: the registration is a
         // field of this socket declared before the stream, so it is
         // deregistered before the descriptor is closed.
+        let _runtime = self.runtime.enter();
         #[allow(deprecated)]
         AsyncFd::with_interest(Registered(self.stream.as_raw_fd()), Interest::READABLE)
     }
@@ -453,5 +460,36 @@ mod tests {
         assert_eq!(read.expect("woken in time").expect("a read"), 1);
         assert_eq!(&buf[..1], b"2");
         drop(late.await);
+    }
+
+    /// A write that would block, made on a thread outside any runtime (a
+    /// blocking caller's, writing its job itself), registers with the
+    /// connection's runtime instead of panicking for want of one.
+    #[test]
+    fn a_blocked_write_outside_any_runtime_waits_on_the_connections_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (ours, theirs) = StdUnixStream::pair().expect("a socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let (_reader, mut writer, _descriptors) = runtime
+            .block_on(async { unix_channel(UnixStream::from_std(ours)?) })
+            .expect("our halves");
+        let chunk = vec![0u8; 64 * 1024];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut written = 0;
+        let blocked = loop {
+            match Pin::new(&mut writer).poll_write(&mut cx, &chunk) {
+                Poll::Ready(Ok(bytes)) => written += bytes,
+                Poll::Ready(Err(error)) => panic!("the write failed: {error}"),
+                Poll::Pending => break true,
+            }
+            if written > 64 << 20 {
+                break false;
+            }
+        };
+        assert!(blocked, "the socket never filled");
+        drop(theirs);
     }
 }

@@ -62,9 +62,27 @@ thread_local! {
 
 /// Whether the calling thread is polling a future without a waker, inside
 /// [`spin_then`]'s spin: an I/O source polled then need not (and, to spare
-/// the reactor needless wake-ups, should not) be registered with it.
-pub fn spinning() -> bool {
+/// the reactor needless wake-ups, should not) be registered with it, since
+/// the spin polls it again (or, once it gives up, awaits it with a waker).
+pub(crate) fn spinning() -> bool {
     SPINNING.with(Cell::get)
+}
+
+/// Marks this thread as spinning until dropped (also when the poll
+/// panics, so a thread that goes on does not think it still spins).
+struct Spinning;
+
+impl Spinning {
+    fn enter() -> Self {
+        SPINNING.with(|spinning| spinning.set(true));
+        Self
+    }
+}
+
+impl Drop for Spinning {
+    fn drop(&mut self) {
+        SPINNING.with(|spinning| spinning.set(false));
+    }
 }
 
 /// Polls `future` without a waker, yielding the thread between polls, for
@@ -77,9 +95,10 @@ pub async fn spin_then<F: Future>(spin: &Spin, future: F) -> F::Output {
     if !budget.is_zero() {
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            SPINNING.with(|spinning| spinning.set(true));
-            let polled = future.as_mut().poll(&mut cx);
-            SPINNING.with(|spinning| spinning.set(false));
+            let polled = {
+                let _spinning = Spinning::enter();
+                future.as_mut().poll(&mut cx)
+            };
             if let Poll::Ready(output) = polled {
                 spin.observe(started.elapsed());
                 return output;
