@@ -374,9 +374,9 @@ impl Outbox {
     }
 
     /// Lets senders write their frames themselves: a frame (of at most
-    /// 64 KiB) queued while nothing else is queued or being written, and no
-    /// more are coming ([`more_coming`](Self::more_coming)), goes to the socket from the
-    /// sender's own thread at once (one non-blocking write), instead of
+    /// 64 KiB) queued while nothing else is queued or being written, and
+    /// no more are coming ([`more_coming`](Self::more_coming)), goes to the
+    /// socket from the sender's own thread at once (one non-blocking write), instead of
     /// waking the writer task, which takes over only when the socket does
     /// not take it all. That saves a task wake-up, and often a thread's,
     /// per frame when frames come one at a time (a worker answering one

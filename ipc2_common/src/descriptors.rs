@@ -67,7 +67,7 @@ pub trait Descriptors: Send + Sync + 'static {
 
     /// Takes the socket's reads off the reactor whenever its reader polls
     /// without a waker (spinning before it parks, see [`crate::spin`]), and
-    /// puts them back when the reader parks. Registered, each frame the
+    /// puts them back when the reader next polls with a waker (to park). Registered, each frame the
     /// peer writes wakes a reactor thread, even while the reader is
     /// spinning on another thread and takes the frame itself (a worker
     /// whose loop runs on a multi-thread runtime's `block_on` thread): on a
@@ -82,8 +82,8 @@ pub trait Descriptors: Send + Sync + 'static {
 ///
 /// The socket is registered for reading only (and, with
 /// [`Descriptors::unregister_while_spinning`], not while its reader
-/// spins). A socket registered for
-/// writing too (as tokio's own are) has its reactor woken every time the
+/// spins). A socket registered for writing too (as tokio's own are) has
+/// its reactor woken every time the
 /// peer *reads*, since each read frees room to write: one needless thread
 /// wake-up per frame on each side, which on a virtual machine costs more
 /// than the frame. Writes are tried directly instead; only a write that
@@ -92,8 +92,9 @@ pub trait Descriptors: Send + Sync + 'static {
 struct Socket {
     /// The read registration, of the socket's own descriptor: for good, or
     /// (with [`Descriptors::unregister_while_spinning`]) dropped while the
-    /// reader spins and made again when it next polls with a waker. Declared before `stream`, so it is
-    /// deregistered before the descriptor is closed.
+    /// reader spins and made again when it next polls with a waker.
+    /// Declared before `stream`, so it is deregistered before the
+    /// descriptor is closed.
     readable: Mutex<Option<AsyncFd<Registered>>>,
     /// The write registration, while writes are blocking (or for good,
     /// with [`Descriptors::wake_on_peer_reads`]).

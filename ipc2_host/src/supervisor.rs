@@ -224,7 +224,9 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     }
 
     let descriptors = admitted.descriptors;
-    if let Some(descriptors) = descriptors.as_ref().filter(|_| several_cpus()) {
+    // Counted as the builder counts its default workers (affinity mask and
+    // cgroup quota; the quota is read once per process).
+    if let Some(descriptors) = descriptors.as_ref().filter(|_| num_cpus::get() > 1) {
         // The host often sleeps until an answer: let the worker's reading
         // of a job wake it first (see `wake_on_peer_reads`), on another
         // CPU while the worker works. On a single CPU that wake-up only
@@ -257,13 +259,6 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
         outbox,
         wake,
     })
-}
-
-/// Whether this process may run on more than one CPU at once (asked once:
-/// the answer reads the affinity mask and cgroup files).
-fn several_cpus() -> bool {
-    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() > 1))
 }
 
 /// Turns each line a worker writes into a `tracing` event tagged with the
