@@ -74,6 +74,13 @@ pub trait Descriptors: Send + Sync + 'static {
     /// virtual machine that needless wake-up costs more than the frame.
     /// Default: nothing.
     fn unregister_while_spinning(&self) {}
+
+    /// Reads only once the reactor reports the socket readable: no read
+    /// is tried before the reader parks. That try catches bytes that came
+    /// while this side was busy, where the peer runs on another CPU; on a
+    /// single CPU the peer seldom runs before this side parks, and the try
+    /// is an empty system call per wait. Default: nothing.
+    fn read_only_when_reported(&self) {}
 }
 
 /// A Unix socket shared by its two halves and its [`Descriptors`], which
@@ -103,6 +110,8 @@ struct Socket {
     keep_writable: AtomicBool,
     /// [`Descriptors::unregister_while_spinning`] was called.
     spinning_reader: AtomicBool,
+    /// [`Descriptors::read_only_when_reported`] was called.
+    reported_reads_only: AtomicBool,
     received: Mutex<VecDeque<OwnedFd>>,
     /// The runtime the connection was made in, whose reactor every
     /// registration goes to, whichever thread (in whichever runtime, or
@@ -138,6 +147,7 @@ pub fn unix_channel(
         writable: Mutex::new(None),
         keep_writable: AtomicBool::new(false),
         spinning_reader: AtomicBool::new(false),
+        reported_reads_only: AtomicBool::new(false),
         received: Mutex::new(VecDeque::new()),
         runtime: tokio::runtime::Handle::current(),
         stream,
@@ -188,7 +198,11 @@ impl Socket {
             };
             loop {
                 let Poll::Ready(guard) = registration.poll_read_ready(cx) else {
-                    // Not reported ready (the waker is registered): try once.
+                    // Not reported ready (the waker is registered): try
+                    // once, unless told not to.
+                    if self.reported_reads_only.load(Ordering::Relaxed) {
+                        return Poll::Pending;
+                    }
                     return once(io(stream));
                 };
                 if let Some(done) = retried(guard?, wanted, || io(stream)) {
@@ -313,6 +327,10 @@ impl Descriptors for Socket {
 
     fn unregister_while_spinning(&self) {
         self.spinning_reader.store(true, Ordering::Relaxed);
+    }
+
+    fn read_only_when_reported(&self) {
+        self.reported_reads_only.store(true, Ordering::Relaxed);
     }
 
     fn wake_on_peer_reads(&self) {
@@ -458,6 +476,33 @@ mod tests {
             their_writer
         });
         let read = tokio::time::timeout(within, spin_then(&spin, reader.read(&mut buf))).await;
+        assert_eq!(read.expect("woken in time").expect("a read"), 1);
+        assert_eq!(&buf[..1], b"2");
+        drop(late.await);
+    }
+
+    /// A reader that reads only what the reactor reports still gets bytes
+    /// that were there before it asked, and bytes that come while it waits.
+    #[tokio::test]
+    async fn a_reader_that_reads_only_when_reported_misses_nothing() {
+        let within = Duration::from_secs(10);
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let (mut reader, _writer, descriptors) = unix_channel(ours).expect("our halves");
+        descriptors.read_only_when_reported();
+        let (_their_reader, mut their_writer, _) = unix_channel(theirs).expect("their halves");
+        let mut buf = [0u8; 8];
+
+        their_writer.write_all(b"1").await.expect("a write");
+        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
+        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        assert_eq!(&buf[..1], b"1");
+
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            their_writer.write_all(b"2").await.expect("a write");
+            their_writer
+        });
+        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
         assert_eq!(read.expect("woken in time").expect("a read"), 1);
         assert_eq!(&buf[..1], b"2");
         drop(late.await);

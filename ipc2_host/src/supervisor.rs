@@ -226,14 +226,21 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     let descriptors = admitted.descriptors;
     // Counted as the builder counts its default workers (affinity mask and
     // cgroup quota; the quota is read once per process).
-    if let Some(descriptors) = descriptors.as_ref().filter(|_| num_cpus::get() > 1) {
-        // The host often sleeps until an answer: let the worker's reading
-        // of a job wake it first (see `wake_on_peer_reads`), on another
-        // CPU while the worker works. On a single CPU that wake-up only
-        // takes the CPU from the worker (pinned round trips 51-55k/s with
-        // it, 64-73k/s without). Only for an admitted worker: a connection
-        // still in its handshake holds one descriptor, no more.
-        descriptors.wake_on_peer_reads();
+    match descriptors.as_ref() {
+        Some(descriptors) if num_cpus::get() > 1 => {
+            // The host often sleeps until an answer: let the worker's
+            // reading of a job wake it first (see `wake_on_peer_reads`), on
+            // another CPU while the worker works. On a single CPU that
+            // wake-up only takes the CPU from the worker (pinned round
+            // trips 51-55k/s with it, 64-73k/s without). Only for an
+            // admitted worker: a connection still in its handshake holds
+            // one descriptor, no more.
+            descriptors.wake_on_peer_reads();
+        }
+        // On a single CPU the worker answers only once the host parks, so a
+        // read before parking finds nothing.
+        Some(descriptors) => descriptors.read_only_when_reported(),
+        None => {}
     }
     let (outbox, outgoing) = Outbox::channel_passing(admitted.writer, descriptors.clone());
     // A worker that holds one job at a time is sent one frame at a time:
