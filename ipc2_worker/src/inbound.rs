@@ -91,7 +91,11 @@ impl Inbound {
     /// quickly (see [`ipc2_common::spin`]); for connections whose reads
     /// poll the socket itself.
     pub(crate) fn with_spin(mut self, spin: bool) -> Self {
-        self.spin = spin.then(Spin::default);
+        // Counted as the host counts its CPUs (affinity mask, cgroup quota).
+        self.spin = spin.then(|| match num_cpus::get() {
+            1 => Spin::default(),
+            _ => Spin::probing(),
+        });
         self
     }
 
