@@ -245,7 +245,7 @@ pub fn suite_child(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Hidden subcommand for profilers: `pool-hot <jobs|batch|batch-1000|rtt|cold|seed|seed-rtt|seed-64|seed-batch|seed-batch-1000|service-plain|service-async> <seconds>
+/// Hidden subcommand for profilers: `pool-hot <jobs|batch|batch-1000|rtt|cold|seed|seed-rtt|seed-64|seed-batch|seed-batch-defaults|seed-batch-1000|service-plain|service-async> <seconds>
 /// [--current-thread] [--dedicated-io]` (or `pool-hot <blob|blob-copy|bytes>
 /// <seconds> <MiB, or KiB with a k suffix>`, 1 worker) runs one throughput scenario (2 workers) for that long
 /// and prints its rate, e.g. under `perf record` or `valgrind --tool=callgrind`.
@@ -304,6 +304,10 @@ pub fn hot_child(args: &[String]) -> Result<()> {
             }
             "seed-batch" => {
                 let pool = crate::seed::hot_pool(BATCH_IN_FLIGHT).await?;
+                batch_loop(&pool, window).await?
+            }
+            "seed-batch-defaults" => {
+                let pool = crate::seed::hot_pool(1).await?;
                 batch_loop(&pool, window).await?
             }
             "seed-batch-1000" => {

@@ -580,6 +580,7 @@ fn seed_rows() -> Vec<Row> {
     let two_by_one = crate::seed::jobs_key(2, 1);
     let two_by_64 = crate::seed::jobs_key(2, 64);
     let batch = format!("{prefix}.batch");
+    let batch_defaults = format!("{prefix}.batch.defaults");
     let chunked = format!("{prefix}.batch.chunk1000");
     let mut rows = vec![heading(
         "ipc2 with the seed's worker as written (`worker_test`: `#[tokio::main]`, one job at a \
@@ -648,6 +649,22 @@ fn seed_rows() -> Vec<Row> {
             two_by_64,
             "floor.pipelined.jobs_per_s",
             "hand-batched floor",
+        ),
+        row(
+            "`send_batch` of 10,000 Add jobs, 2 seed workers, 1 in flight per worker (the \
+             defaults: one job per frame)",
+            batch_defaults.clone(),
+            "jobs/s",
+        )
+        .ratio(
+            batch_defaults.clone(),
+            "py.mp_pool_map_chunk1000_jobs_per_s",
+            "mp.Pool.map(chunksize=1000)",
+        )
+        .ratio(
+            batch_defaults,
+            "py.ppe_submit_all_jobs_per_s",
+            "PPE one submit per job",
         ),
         row(
             "`send_batch` of 10,000 Add jobs, 2 seed workers, 256 in flight per worker",

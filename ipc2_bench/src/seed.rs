@@ -87,10 +87,15 @@ pub async fn measure(budget: &Budget, pinned: bool) {
         let rate = rate(budget, workers, in_flight, callers).await;
         report(&jobs_key(workers, in_flight), rate.map(|r| vec![("", r)]));
     }
-    report(
-        &format!("{PREFIX}.batch"),
-        batch_rate(budget, 256).await.map(|r| vec![("", r)]),
-    );
+    // With the defaults (one job per worker at a time) a batch's jobs
+    // travel one per frame; beside it, the in-flight settings that let
+    // them share frames.
+    for (key, in_flight) in [("batch.defaults", 1), ("batch", 256)] {
+        report(
+            &format!("{PREFIX}.{key}"),
+            batch_rate(budget, in_flight).await.map(|r| vec![("", r)]),
+        );
+    }
     report(
         &format!("{PREFIX}.batch.chunk1000"),
         batch_rate(budget, crate::pool::CHUNK_IN_FLIGHT)
