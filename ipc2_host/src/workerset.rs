@@ -253,6 +253,12 @@ where
     /// failing job does not fail the others. With a bounded queue, the
     /// batch waits for room as it goes. Dropping the future cancels the jobs
     /// not yet given to a worker.
+    ///
+    /// Jobs ready together share a frame (far cheaper per job) only where
+    /// a worker may hold at least four at once
+    /// ([`max_in_flight_per_worker`](crate::WorkerSetBuilder::max_in_flight_per_worker)):
+    /// a frame holds at most half of them, up to 1,024. With the default of
+    /// one, each job travels alone, at the rate of single `send`s.
     pub async fn send_batch<I>(&self, messages: I) -> Vec<Result<W, Error>>
     where
         I: IntoIterator<Item = H>,
