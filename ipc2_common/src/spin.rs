@@ -30,14 +30,14 @@ use std::time::{Duration, Instant};
 pub const MAX_SPIN: Duration = Duration::from_micros(50);
 
 /// Every this many waits that did not spin (for want of a short wait
-/// before them, not because frames came in a burst), one spins anyway. A reader that
-/// parks counts its own wake-up (tens of microseconds on a virtual
-/// machine) in its wait, so once it parks its waits look too long to spin
-/// for, even when the peer answers well within [`MAX_SPIN`]: without a
-/// probe it would park for good. One probe in eight spins at most
-/// [`MAX_SPIN`] in vain, an eighth of that per frame (A/B, unpinned round
-/// trips with the seed's worker: 20-25k a second without probes, 35-39k
-/// with them).
+/// before them, not because frames came in a burst), one spins anyway
+/// (with [`Spin::probing`]). A reader that parks counts its own wake-up
+/// (tens of microseconds on a virtual machine) in its wait, so once it
+/// parks its waits look too long to spin for, even when the peer answers
+/// well within [`MAX_SPIN`]: without a probe it would park for good. One
+/// probe in eight spins at most [`MAX_SPIN`] in vain, an eighth of that
+/// per frame (A/B, unpinned round trips with the seed's worker: 15-35k a
+/// second without probes, 38-43k with them).
 const PROBE_EVERY: u32 = 8;
 
 /// Whether the next wait spins, from how the last one went.
@@ -54,11 +54,13 @@ pub struct Spin {
 }
 
 impl Spin {
-    /// A spin that probes: after long waits, it still spins once in
-    /// [`PROBE_EVERY`] waits (see there). For a reader whose peer runs on
-    /// another CPU: on a single CPU the peer answers only once the reader
-    /// yields or parks, and probing there made pinned round trips bimodal
-    /// (p50 1.16-1.69x the blocking floor across runs, 1.05-1.39x without).
+    /// A spin that probes: after long waits, it still spins once in eight
+    /// waits, since a reader that parks counts its own wake-up in its wait
+    /// and would otherwise never learn that frames come quickly again. For
+    /// a reader whose peer runs on another CPU: on a single CPU the peer
+    /// answers only once the reader yields or parks, and probing there made
+    /// pinned round trips bimodal (p50 1.16-1.69x the blocking floor across
+    /// runs, 1.05-1.39x without).
     pub fn probing() -> Self {
         Self {
             probe: true,
