@@ -11,9 +11,8 @@
 //! peer runs on another CPU), once in eight waits, to find out whether
 //! frames come that quickly again. A reader that is idle between frames
 //! spins in vain at most once per eight frames, and one whose frames come
-//! in bursts never does (the peer is
-//! busy, every CPU is needed, and the next burst is not microseconds
-//! away). [`spin_then`] does it.
+//! in bursts never does (the peer is busy, every CPU is needed, and the
+//! next burst is not microseconds away). [`spin_then`] does it.
 //!
 //! Spinning only helps where polling a read makes the system call (the
 //! Unix socket halves of [`crate::descriptors`] read before asking the
