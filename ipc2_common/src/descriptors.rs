@@ -170,12 +170,16 @@ impl Socket {
     /// (bytes may have arrived that it has not reported yet: it runs on
     /// another thread, or not at all while this one is busy; a reader that
     /// spins briefly before parking, see `ipc2_worker`'s inbound, only sees
-    /// them this way); a write at once, and again each time the socket has
+    /// them this way), unless [`Descriptors::read_only_when_reported`] was
+    /// called; a write at once, and again each time the socket has
     /// room, which needs a write registration only once the socket is full.
     /// `io` returns the bytes it moved and whether moving fewer than
     /// `wanted` means the socket is full (or drained): then, like tokio's
     /// own sockets, the readiness is cleared, and the next wait costs one
-    /// system call instead of two.
+    /// system call instead of two. (A read that reads only what the reactor
+    /// reports relies on that guess, as tokio's sockets do: on Linux a
+    /// short `recvmsg` drains the socket unless it stopped after bytes that
+    /// carried descriptors, and then the readiness is kept.)
     fn poll_io(
         &self,
         cx: &mut Context<'_>,
@@ -448,15 +452,25 @@ mod tests {
     use super::*;
     use crate::spin::{Spin, spin_then, spinning};
 
+    /// Both ends' halves of a socket pair: ours (reader, writer,
+    /// descriptors) and theirs.
+    type Halves = (UnixReader, UnixWriter, Arc<dyn Descriptors>);
+
+    fn connected() -> (Halves, Halves) {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let ours = unix_channel(ours).expect("our halves");
+        let theirs = unix_channel(theirs).expect("their halves");
+        (ours, theirs)
+    }
+
     /// A reader whose reads leave the reactor while it spins still parks
     /// and wakes like any other once the spin runs out.
     #[tokio::test]
     async fn a_reader_unregistered_while_spinning_is_woken_after_it_parks() {
         let within = Duration::from_secs(10);
-        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
-        let (mut reader, _writer, descriptors) = unix_channel(ours).expect("our halves");
+        let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, _)) =
+            connected();
         descriptors.unregister_while_spinning();
-        let (_their_reader, mut their_writer, _) = unix_channel(theirs).expect("their halves");
         let spin = Spin::default();
         // The last wait was short: the next one spins.
         spin.observe(Duration::ZERO);
@@ -486,10 +500,9 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_reads_only_when_reported_misses_nothing() {
         let within = Duration::from_secs(10);
-        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
-        let (mut reader, _writer, descriptors) = unix_channel(ours).expect("our halves");
+        let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, _)) =
+            connected();
         descriptors.read_only_when_reported();
-        let (_their_reader, mut their_writer, _) = unix_channel(theirs).expect("their halves");
         let mut buf = [0u8; 8];
 
         their_writer.write_all(b"1").await.expect("a write");
@@ -506,6 +519,31 @@ mod tests {
         assert_eq!(read.expect("woken in time").expect("a read"), 1);
         assert_eq!(&buf[..1], b"2");
         drop(late.await);
+    }
+
+    /// A read that stops early after bytes carrying a descriptor (the
+    /// kernel keeps descriptors with their bytes) keeps the readiness, so a
+    /// reader that reads only what the reactor reports still gets the bytes
+    /// queued behind them without a new report.
+    #[tokio::test]
+    async fn bytes_behind_a_descriptor_are_read_without_a_new_report() {
+        let within = Duration::from_secs(10);
+        let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, theirs)) =
+            connected();
+        descriptors.read_only_when_reported();
+        let (passed, _kept) = StdUnixStream::pair().expect("a descriptor to pass");
+        let sent =
+            std::future::poll_fn(|cx| theirs.poll_send_with(cx, b"1", &[passed.as_fd()])).await;
+        assert_eq!(sent.expect("a send with a descriptor"), 1);
+        their_writer.write_all(b"23").await.expect("a write");
+
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
+        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        assert!(descriptors.take_received().is_some(), "the descriptor came");
+        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
+        assert_eq!(read.expect("read in time").expect("a read"), 2);
+        assert_eq!(&buf[..2], b"23");
     }
 
     /// A write that would block, made on a thread outside any runtime (a

@@ -35,7 +35,8 @@ pub const MAX_SPIN: Duration = Duration::from_micros(50);
 /// parks its waits look too long to spin for, even when the peer answers
 /// well within [`MAX_SPIN`]: without a probe it would park for good. One
 /// probe in eight spins at most [`MAX_SPIN`] in vain, an eighth of that
-/// per frame (A/B, unpinned round trips with the seed's worker: 15-35k a
+/// per frame (on a worker, plus taking its socket off the reactor and
+/// back: two `epoll_ctl` calls) (A/B, unpinned round trips with the seed's worker: 15-35k a
 /// second without probes, 38-43k with them).
 const PROBE_EVERY: u32 = 8;
 

@@ -257,8 +257,13 @@ where
     /// Jobs ready together share a frame (far cheaper per job) only where
     /// a worker may hold at least four at once
     /// ([`max_in_flight_per_worker`](crate::WorkerSetBuilder::max_in_flight_per_worker)):
-    /// a frame holds at most half of them, up to 1,024. With the default of
-    /// one, each job travels alone, at the rate of single `send`s.
+    /// a frame holds at most half of them, up to 1,024, and no more than an
+    /// even share of the batch per worker (a batch of at most two jobs per
+    /// worker is sent a job per frame). With the default of one, each job
+    /// travels alone, at the rate of single `send`s. Grouping is also off
+    /// with retries (`max_attempts` above 1), `max_jobs_per_worker` or a
+    /// bounded queue, and a job whose message holds shared blobs travels
+    /// alone.
     pub async fn send_batch<I>(&self, messages: I) -> Vec<Result<W, Error>>
     where
         I: IntoIterator<Item = H>,
