@@ -463,11 +463,43 @@ mod tests {
         (ours, theirs)
     }
 
+    /// `future`'s output, failing the test unless it is ready (woken)
+    /// within 10 s. Not `tokio::time::timeout`: that polls the future once
+    /// more when its time is up, which would hide a lost wake-up whenever
+    /// the bytes are there by then.
+    async fn woken<T>(future: impl Future<Output = T>) -> T {
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_secs(10)) => panic!("not woken within 10 s"),
+            output = future => output,
+        }
+    }
+
+    /// Polls `read` once, so that it parks (nothing to read yet), has
+    /// another task write `bytes` with `writer`, and returns what the read
+    /// read once woken.
+    async fn read_after_parking(
+        read: impl Future<Output = io::Result<usize>>,
+        mut writer: UnixWriter,
+        bytes: &'static [u8],
+    ) -> usize {
+        let mut read = std::pin::pin!(read);
+        let parked =
+            std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx).is_pending())).await;
+        assert!(parked, "the read found bytes before any were written");
+        let writing = tokio::spawn(async move { writer.write_all(bytes).await });
+        let read = woken(read).await.expect("a read");
+        woken(writing)
+            .await
+            .expect("the writing task")
+            .expect("a write");
+        read
+    }
+
     /// A reader whose reads leave the reactor while it spins still parks
     /// and wakes like any other once the spin runs out.
     #[tokio::test]
     async fn a_reader_unregistered_while_spinning_is_woken_after_it_parks() {
-        let within = Duration::from_secs(10);
         let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, _)) =
             connected();
         descriptors.unregister_while_spinning();
@@ -479,46 +511,32 @@ mod tests {
 
         // Bytes already there are read while spinning.
         their_writer.write_all(b"1").await.expect("a write");
-        let read = tokio::time::timeout(within, spin_then(&spin, reader.read(&mut buf))).await;
-        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        let read = woken(spin_then(&spin, reader.read(&mut buf))).await;
+        assert_eq!(read.expect("a read"), 1);
         assert!(!spinning(), "the spin is over once its read is");
 
         // Bytes that come after the spin ran out wake the parked reader.
-        let late = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            their_writer.write_all(b"2").await.expect("a write");
-            their_writer
-        });
-        let read = tokio::time::timeout(within, spin_then(&spin, reader.read(&mut buf))).await;
-        assert_eq!(read.expect("woken in time").expect("a read"), 1);
+        let read = spin_then(&spin, reader.read(&mut buf));
+        assert_eq!(read_after_parking(read, their_writer, b"2").await, 1);
         assert_eq!(&buf[..1], b"2");
-        drop(late.await);
     }
 
     /// A reader that reads only what the reactor reports still gets bytes
     /// that were there before it asked, and bytes that come while it waits.
     #[tokio::test]
     async fn a_reader_that_reads_only_when_reported_misses_nothing() {
-        let within = Duration::from_secs(10);
         let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, _)) =
             connected();
         descriptors.read_only_when_reported();
         let mut buf = [0u8; 8];
 
         their_writer.write_all(b"1").await.expect("a write");
-        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
-        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        assert_eq!(woken(reader.read(&mut buf)).await.expect("a read"), 1);
         assert_eq!(&buf[..1], b"1");
 
-        let late = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            their_writer.write_all(b"2").await.expect("a write");
-            their_writer
-        });
-        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
-        assert_eq!(read.expect("woken in time").expect("a read"), 1);
+        let read = reader.read(&mut buf);
+        assert_eq!(read_after_parking(read, their_writer, b"2").await, 1);
         assert_eq!(&buf[..1], b"2");
-        drop(late.await);
     }
 
     /// A read that stops early after bytes carrying a descriptor (the
@@ -527,7 +545,6 @@ mod tests {
     /// queued behind them without a new report.
     #[tokio::test]
     async fn bytes_behind_a_descriptor_are_read_without_a_new_report() {
-        let within = Duration::from_secs(10);
         let ((mut reader, _writer, descriptors), (_their_reader, mut their_writer, theirs)) =
             connected();
         descriptors.read_only_when_reported();
@@ -538,11 +555,9 @@ mod tests {
         their_writer.write_all(b"23").await.expect("a write");
 
         let mut buf = [0u8; 8];
-        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
-        assert_eq!(read.expect("read in time").expect("a read"), 1);
+        assert_eq!(woken(reader.read(&mut buf)).await.expect("a read"), 1);
         assert!(descriptors.take_received().is_some(), "the descriptor came");
-        let read = tokio::time::timeout(within, reader.read(&mut buf)).await;
-        assert_eq!(read.expect("read in time").expect("a read"), 2);
+        assert_eq!(woken(reader.read(&mut buf)).await.expect("a read"), 2);
         assert_eq!(&buf[..2], b"23");
     }
 

@@ -35,9 +35,9 @@ pub const MAX_SPIN: Duration = Duration::from_micros(50);
 /// parks its waits look too long to spin for, even when the peer answers
 /// well within [`MAX_SPIN`]: without a probe it would park for good. One
 /// probe in eight spins at most [`MAX_SPIN`] in vain, an eighth of that
-/// per frame (on a worker, plus taking its socket off the reactor and
-/// back: two `epoll_ctl` calls) (A/B, unpinned round trips with the seed's worker: 15-35k a
-/// second without probes, 38-43k with them).
+/// per frame, plus, on a worker, two `epoll_ctl` calls to take its socket
+/// off the reactor and back. A/B, unpinned round trips with the seed's
+/// worker: 15-35k a second without probes, 38-43k with them.
 const PROBE_EVERY: u32 = 8;
 
 /// Whether the next wait spins, from how the last one went.
@@ -53,7 +53,28 @@ pub struct Spin {
     probe: bool,
 }
 
+/// Whether this process may run on one CPU only (its affinity mask, or a
+/// cgroup quota of one CPU; counted as the host's builder counts its
+/// default workers). Then its peer runs only when this side yields or
+/// parks: a reader gains nothing by trying a read the reactor has not
+/// reported, nor by probing (see [`Spin::for_this_machine`]). A quota of
+/// one CPU spread over several cores counts as one, though both sides may
+/// then run at once: that costs only the early wake-ups and probes, never
+/// a read.
+pub fn one_cpu() -> bool {
+    num_cpus::get() == 1
+}
+
 impl Spin {
+    /// A spin that does not probe on one CPU ([`one_cpu`]) and probes
+    /// ([`Spin::probing`]) elsewhere.
+    pub fn for_this_machine() -> Self {
+        match one_cpu() {
+            true => Self::default(),
+            false => Self::probing(),
+        }
+    }
+
     /// A spin that probes: after long waits, it still spins once in eight
     /// waits, since a reader that parks counts its own wake-up in its wait
     /// and would otherwise never learn that frames come quickly again. For

@@ -224,12 +224,8 @@ async fn start(shared: &Shared, slot: usize) -> Result<Serving, Error> {
     }
 
     let descriptors = admitted.descriptors;
-    // Counted as the builder counts its default workers (affinity mask and
-    // cgroup quota; the quota is read once per process). A quota of one CPU
-    // spread over several cores counts as one, though host and worker may
-    // then run at once: that only costs the early wake-up, never a read.
     match descriptors.as_ref() {
-        Some(descriptors) if num_cpus::get() > 1 => {
+        Some(descriptors) if !ipc2_common::spin::one_cpu() => {
             // The host often sleeps until an answer: let the worker's
             // reading of a job wake it first (see `wake_on_peer_reads`), on
             // another CPU while the worker works. On a single CPU that

@@ -91,11 +91,7 @@ impl Inbound {
     /// quickly (see [`ipc2_common::spin`]); for connections whose reads
     /// poll the socket itself.
     pub(crate) fn with_spin(mut self, spin: bool) -> Self {
-        // Counted as the host counts its CPUs (affinity mask, cgroup quota).
-        self.spin = spin.then(|| match num_cpus::get() {
-            1 => Spin::default(),
-            _ => Spin::probing(),
-        });
+        self.spin = spin.then(Spin::for_this_machine);
         self
     }
 
