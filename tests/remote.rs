@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ipc2_common::Connector;
 use ipc2_common::codec::encode_frame;
+use ipc2_common::{FrameCodec, FrameKind, FrameReader};
 use ipc2_host::{Error, WorkerState};
 use ipc2_tls::{Identity, TlsConnector, TlsListener, WorkerTls};
 use test_common::behaviour::{Request, Response};
@@ -56,15 +57,21 @@ async fn remote_workers_serve_beside_spawned_ones_and_show_their_address() {
     .await;
 }
 
-/// Connects with `tls` (if any) and offers a valid ipc2 handshake; returns
-/// what the host sent back before it closed the connection.
-async fn offer(address: &str, tls: Option<WorkerTls>) -> Vec<u8> {
+/// A valid ipc2 handshake (a remote worker's secret is not checked: its
+/// certificate is its identity).
+fn hello_frame() -> bytes::Bytes {
     let hello = ipc2_common::Hello {
         version: ipc2_common::PROTOCOL_VERSION,
         pid: std::process::id(),
         secret: [0; 32],
     };
-    let frame = encode_frame(ipc2_common::FrameKind::Hello, 0, &hello, 1024).unwrap();
+    encode_frame(FrameKind::Hello, 0, &hello, 1024).unwrap()
+}
+
+/// Connects with `tls` (if any) and offers a valid ipc2 handshake; returns
+/// what the host sent back before it closed the connection.
+async fn offer(address: &str, tls: Option<WorkerTls>) -> Vec<u8> {
+    let frame = hello_frame();
     let mut received = Vec::new();
     let exchange = async {
         match tls {
@@ -90,6 +97,63 @@ async fn offer(address: &str, tls: Option<WorkerTls>) -> Vec<u8> {
         .await
         .expect("the host kept a stranger's connection open");
     received
+}
+
+/// A worker's connection as far as the host's `Welcome`: connects with
+/// `tls`, says hello, and returns the connection once the host took it as
+/// a worker.
+async fn join(
+    address: &str,
+    tls: WorkerTls,
+) -> (
+    FrameReader<impl tokio::io::AsyncRead + Unpin>,
+    impl tokio::io::AsyncWrite + Unpin,
+) {
+    let frame = hello_frame();
+    let connection = TlsConnector::new(address, HOST_NAME, tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (reader, mut writer) = ipc2_common::Connection::into_split(connection);
+    writer.write_all(&frame).await.unwrap();
+    let mut reader = FrameReader::new(reader, FrameCodec::new(1 << 20));
+    let welcome = reader.next().await.unwrap().unwrap();
+    assert_eq!(welcome.kind, FrameKind::Welcome);
+    (reader, writer)
+}
+
+#[tokio::test]
+async fn a_worker_that_joins_twice_counts_once_for_wait_for_remote_workers() {
+    within(60, async {
+        let pki = TestPki::new();
+        let listener = loopback_listener(&pki, &[]).await;
+        let address = listener.local_addr().unwrap().to_string();
+        let finishing = remote_builder(listener, 2)
+            .heartbeat(Duration::from_millis(100), Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(3))
+            .wait_for_remote_workers(2)
+            .finish();
+        let joining = async {
+            // One worker joins, leaves (the host closing its side shows
+            // the host saw it go), and joins again while `finish` waits.
+            let (mut reader, mut writer) = join(&address, pki.worker("worker-a.test")).await;
+            writer.shutdown().await.unwrap();
+            while let Ok(Some(_)) = reader.next().await {}
+            join(&address, pki.worker("worker-a.test")).await
+        };
+        let (finished, _connection) = tokio::join!(finishing, joining);
+        let finished: Result<BehaviourPool, Error> = finished;
+        match finished.err() {
+            Some(Error::RemoteJoinTimeout {
+                expected: 2,
+                joined: 1,
+                ..
+            }) => {}
+            other => panic!("expected a join timeout with 1 of 2 joined, got {other:?}"),
+        }
+    })
+    .await;
 }
 
 /// A TLS client that presents no certificate at all.

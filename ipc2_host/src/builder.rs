@@ -603,6 +603,7 @@ where
         };
         let count = shared.config.worker_count;
         let remote_slots = count..count + shared.config.remote_slots;
+        let watched = (Arc::clone(&shared), remote_slots.clone());
         let (started, mut startups) = mpsc::channel(count.max(1));
         let (joined, mut joins) = mpsc::channel(remote_slots.len().max(1));
         let mut supervisors: Vec<_> = (0..count)
@@ -629,17 +630,19 @@ where
         }
         if wait_for_remote > 0 {
             // Only then: a set may be finished where no tokio timer runs.
-            let mut joined = 0;
+            // Each join is a cue to count the remote workers serving now,
+            // not one more: a worker that joined, left and came back (or
+            // was replaced) meanwhile must not count twice.
+            let (shared, slots) = watched;
+            let serving = || shared.dispatch.serving(slots.clone());
             let waited = tokio::time::timeout(connect_timeout, async {
-                while joined < wait_for_remote && joins.recv().await.is_some() {
-                    joined += 1;
-                }
+                while serving() < wait_for_remote && joins.recv().await.is_some() {}
             })
             .await;
             if waited.is_err() {
                 return Err(Error::RemoteJoinTimeout {
                     expected: wait_for_remote,
-                    joined,
+                    joined: serving(),
                     timeout: connect_timeout,
                 });
             }

@@ -14,6 +14,7 @@
 //! queueing forever.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -811,6 +812,18 @@ impl Dispatch {
             .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
             .filter_map(|slot| slot.pid)
             .collect()
+    }
+
+    /// How many of `slots` hold a worker that takes jobs (for remote slots:
+    /// workers joined and not lost).
+    pub(crate) fn serving(&self, slots: Range<usize>) -> usize {
+        let state = self.lock();
+        state.slots.get(slots).map_or(0, |slots| {
+            slots
+                .iter()
+                .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
+                .count()
+        })
     }
 
     /// Per-slot figures and the queue's length.

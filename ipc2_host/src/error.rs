@@ -172,7 +172,7 @@ pub enum Error {
     RemoteJoinTimeout {
         /// Remote workers `finish()` waited for.
         expected: usize,
-        /// Remote workers that had joined.
+        /// Remote workers serving when it gave up.
         joined: usize,
         /// How long it waited (`connect_timeout`).
         timeout: Duration,
