@@ -18,7 +18,7 @@ use std::fmt;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
@@ -213,6 +213,85 @@ struct Shared {
     /// More frames are about to follow (see [`Outbox::more_coming`]): leave
     /// them to the writer task, which writes them together.
     more_coming: AtomicBool,
+    /// Who said so: frames it queues meanwhile are held (see
+    /// [`Outbox::more_coming`]). [`Holder::NOBODY`] when nobody did.
+    holder: AtomicHolder,
+    /// Queued frames are held: no writer has been woken for them, and
+    /// only a later frame or [`Outbox::release`] sends them.
+    held: AtomicBool,
+}
+
+/// Code that queues frames: a thread, and the task on it (none for a
+/// runtime's `block_on`). Frames the receiving loop of a worker queues
+/// between two jobs read together may be held; those of other tasks never
+/// are, so a task that answers while the loop computes is not held up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Holder {
+    /// The address of a thread-local: unique among live threads, and
+    /// cheaper to get than a `ThreadId`.
+    thread: usize,
+    /// The task's id as a number, 0 outside a task.
+    task: u64,
+}
+
+thread_local! {
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+impl Holder {
+    const NOBODY: Self = Self { thread: 0, task: 0 };
+
+    fn current() -> Self {
+        Self {
+            thread: THREAD_MARK.with(|mark| std::ptr::from_ref(mark) as usize),
+            task: tokio::task::try_id().map_or(0, |id| {
+                // `Id` offers no number, but hashes as one.
+                let mut number = TaskNumber(0);
+                std::hash::Hash::hash(&id, &mut number);
+                number.0
+            }),
+        }
+    }
+}
+
+/// Takes the number a task id hashes as (any other input is folded in).
+struct TaskNumber(u64);
+
+impl std::hash::Hasher for TaskNumber {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, number: u64) {
+        self.0 = number;
+    }
+}
+
+/// A [`Holder`] that can be read and changed without a lock: only the
+/// holder itself sets it, and a reader that is not the holder never
+/// matches, whatever it reads.
+#[derive(Default)]
+struct AtomicHolder {
+    thread: AtomicUsize,
+    task: AtomicU64,
+}
+
+impl AtomicHolder {
+    fn is(&self, holder: Holder) -> bool {
+        self.thread.load(Ordering::Relaxed) == holder.thread
+            && self.task.load(Ordering::Relaxed) == holder.task
+    }
+
+    fn set(&self, holder: Holder) {
+        self.thread.store(holder.thread, Ordering::Relaxed);
+        self.task.store(holder.task, Ordering::Relaxed);
+    }
 }
 
 /// Frames waiting for the writer, and the descriptors some of them carry.
@@ -304,6 +383,8 @@ impl Outbox {
             sink: Mutex::new(Some(writer)),
             direct: AtomicBool::new(false),
             more_coming: AtomicBool::new(false),
+            holder: AtomicHolder::default(),
+            held: AtomicBool::new(false),
         });
         (
             Self(Arc::new(SenderHandle(Arc::clone(&shared)))),
@@ -343,34 +424,75 @@ impl Outbox {
         shared.unwritten.fetch_add(1, Ordering::AcqRel);
         let was_empty = queue.frames.is_empty();
         let small = frame.len() <= DIRECT_MAX;
+        let held_fd = fd.is_some();
         if let Some(fd) = fd {
             let index = queue.frames.len();
             queue.fds.push((index, fd));
         }
         queue.frames.push(frame);
+        let writes_directly = shared.direct.load(Ordering::Relaxed);
+        let coming = shared.more_coming.load(Ordering::Relaxed);
+        if writes_directly && coming && small && !held_fd && self.held_here() {
+            // Goes out with the frames that follow it (see `more_coming`).
+            shared.held.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        // Frames held so far now go with this one, whoever writes it.
+        let was_held = shared.held.swap(false, Ordering::Relaxed);
         drop(queue);
         // Written here and now (with any frames queued before it) when
         // senders write directly and no more are coming; otherwise the
         // writer task, woken by the first frame of a batch, takes them.
-        let direct = small
-            && shared.direct.load(Ordering::Relaxed)
-            && !shared.more_coming.load(Ordering::Relaxed);
+        let direct = small && writes_directly && !coming;
         // A direct write that left frames (the socket was full, or someone
         // else was writing) wakes the writer task even if the queue was not
         // empty: its earlier wake-up may already have found the queue taken
-        // by this write, and gone back to sleep.
-        if !(direct && self.try_write_now()) && (was_empty || direct) {
+        // by this write, and gone back to sleep. So does a frame behind held
+        // ones, for which no wake-up is pending.
+        if !(direct && self.try_write_now()) && (was_empty || direct || was_held) {
             shared.ready.notify_one();
         }
         Ok(())
     }
 
+    /// Whether the caller is the code that said more frames are coming.
+    fn held_here(&self) -> bool {
+        self.0.0.holder.is(Holder::current())
+    }
+
+    /// Sends the frames [`more_coming`](Self::more_coming) held, from this
+    /// thread if nobody else is writing and the socket takes them, else
+    /// through the writer task. Whoever waits for the peer calls this first.
+    pub fn release(&self) {
+        let shared = &self.0.0;
+        if !shared.held.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if !self.try_write_now() {
+            shared.ready.notify_one();
+        }
+    }
+
     /// Says whether more frames are about to follow this one (a worker
     /// that has more jobs already read, whose answers come next): then,
-    /// even with [`direct_writes`](Self::direct_writes), frames go to the
-    /// writer task and out together, rather than one system call each.
+    /// even with [`direct_writes`](Self::direct_writes), frames go out
+    /// together, rather than one system call each. Those that the caller
+    /// (this thread and task) queues itself, of at most 64 KiB and without
+    /// descriptors, are held: they go out with the first frame it queues
+    /// after `more_coming(false)`, or at [`release`](Self::release), from
+    /// its own thread, so that a worker answering in its receiving loop
+    /// wakes no writer task (on a multi-thread runtime, another thread)
+    /// per batch. Other frames go to the writer task, with any held ones.
     pub fn more_coming(&self, more: bool) {
-        self.0.0.more_coming.store(more, Ordering::Relaxed);
+        let shared = &self.0.0;
+        shared.more_coming.store(more, Ordering::Relaxed);
+        let holder = match more {
+            true => Holder::current(),
+            false => Holder::NOBODY,
+        };
+        if !shared.holder.is(holder) {
+            shared.holder.set(holder);
+        }
     }
 
     /// Lets senders write their frames themselves: a frame (of at most
@@ -436,6 +558,7 @@ impl Outbox {
     /// Resolves once every frame queued so far has been written, or the
     /// writer has stopped.
     pub async fn flushed(&self) {
+        self.release();
         let shared = &self.0.0;
         loop {
             let changed = shared.changed.notified();
@@ -671,5 +794,90 @@ impl<'a> Batches<'a> {
             self.offset = left;
         }
         Pin::new(&mut *writer).poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    /// An outbox whose senders write directly, its writer task running,
+    /// and the peer's end.
+    fn direct_outbox() -> (Outbox, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (outbox, receiver) = Outbox::channel(Box::new(ours));
+        outbox.direct_writes(true);
+        tokio::spawn(write_frames(receiver));
+        (outbox, theirs)
+    }
+
+    /// [`direct_outbox`] with its writer task parked, waiting to be woken
+    /// (a writer that is already running takes whatever is queued).
+    async fn parked_direct_outbox() -> (Outbox, DuplexStream) {
+        let parts = direct_outbox();
+        writer_runs().await;
+        parts
+    }
+
+    /// What the peer can read now, without waiting.
+    fn arrived(peer: &mut DuplexStream) -> Vec<u8> {
+        let mut buf = [0; 64];
+        let mut read = tokio::io::ReadBuf::new(&mut buf);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(peer).poll_read(&mut cx, &mut read) {
+            Poll::Ready(Ok(())) => read.filled().to_vec(),
+            Poll::Ready(Err(error)) => panic!("{error}"),
+            Poll::Pending => Vec::new(),
+        }
+    }
+
+    /// Lets the writer task run (on the test's current-thread runtime).
+    async fn writer_runs() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_the_caller_queues_while_more_come_are_held_then_go_together() {
+        let (outbox, mut peer) = parked_direct_outbox().await;
+        outbox.more_coming(true);
+        outbox.send(Bytes::from_static(b"one ")).unwrap();
+        outbox.send(Bytes::from_static(b"two ")).unwrap();
+        writer_runs().await;
+        assert!(arrived(&mut peer).is_empty(), "held frames were written");
+        outbox.more_coming(false);
+        outbox.send(Bytes::from_static(b"three")).unwrap();
+        // Written by `send` itself, before any task ran.
+        assert_eq!(arrived(&mut peer), b"one two three");
+    }
+
+    #[tokio::test]
+    async fn release_sends_what_is_held() {
+        let (outbox, mut peer) = parked_direct_outbox().await;
+        outbox.more_coming(true);
+        outbox.send(Bytes::from_static(b"held")).unwrap();
+        outbox.release();
+        assert_eq!(arrived(&mut peer), b"held");
+        // `flushed` releases too.
+        outbox.send(Bytes::from_static(b" again")).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), outbox.flushed())
+            .await
+            .expect("flushed");
+        assert_eq!(arrived(&mut peer), b" again");
+    }
+
+    #[tokio::test]
+    async fn another_task_s_frame_is_not_held_and_takes_held_ones_along() {
+        let (outbox, mut peer) = parked_direct_outbox().await;
+        outbox.more_coming(true);
+        outbox.send(Bytes::from_static(b"held ")).unwrap();
+        let other = outbox.clone();
+        tokio::spawn(async move { other.send(Bytes::from_static(b"other")).unwrap() })
+            .await
+            .unwrap();
+        writer_runs().await;
+        assert_eq!(arrived(&mut peer), b"held other");
     }
 }

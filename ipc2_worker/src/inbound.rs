@@ -143,16 +143,17 @@ impl Inbound {
     }
 
     /// Reads and files frames until `done` holds or no more frames will
-    /// come. Cancel safe: a frame is never half-read, and a reader put down
-    /// by a dropped call wakes the others.
-    pub(crate) async fn drive(&self, mut done: impl FnMut(&mut Filed) -> bool) {
+    /// come; returns whether it had to (rather than `done` holding at
+    /// once). Cancel safe: a frame is never half-read, and a reader put
+    /// down by a dropped call wakes the others.
+    pub(crate) async fn drive(&self, mut done: impl FnMut(&mut Filed) -> bool) -> bool {
         // The common case under load: what the caller waits for was filed
         // with an earlier frame. Checked before registering for progress,
         // which costs two more lock round trips.
         {
             let mut filed = self.filed();
             if done(&mut filed) || filed.finished {
-                return;
+                return false;
             }
         }
         loop {
@@ -162,9 +163,11 @@ impl Inbound {
             {
                 let mut filed = self.filed();
                 if done(&mut filed) || filed.finished {
-                    return;
+                    return true;
                 }
             }
+            // About to wait for the host: answers held until now go first.
+            self.outbox.release();
             let Ok(reader) = self.reader.try_lock() else {
                 progress.await;
                 continue;
@@ -174,7 +177,7 @@ impl Inbound {
                 progress: &self.progress,
             };
             let Some(reader) = reading.reader.as_mut() else {
-                return;
+                return true;
             };
             let frame = self.next_frame(reader).await;
             // Filed before the reader is put down (which wakes the others),
@@ -221,7 +224,11 @@ impl Inbound {
                         flow.cancelled = true;
                     }
                 }
-                FrameKind::Ping => send_raw(&self.outbox, FrameKind::Pong, frame.id, &[]),
+                FrameKind::Ping => {
+                    // A pong is never held back with answers.
+                    send_raw(&self.outbox, FrameKind::Pong, frame.id, &[]);
+                    self.outbox.release();
+                }
                 FrameKind::Shutdown => filed.finished = true,
                 FrameKind::HostHeartbeat => {}
                 other => stop(&mut filed, CodecError::UnexpectedKind(other as u8)),

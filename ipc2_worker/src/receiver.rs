@@ -16,7 +16,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ipc2_common::codec::batch::JobMembers;
@@ -32,6 +32,13 @@ use crate::job::{Job, ReplySender, send_raw};
 /// How long a worker that a panic is taking down may spend writing its last
 /// frames to the host.
 const FLUSH_ON_PANIC: Duration = Duration::from_secs(2);
+
+/// A job handed out that came back to `recv` within this counts as quick:
+/// answers of the jobs read with it may then be held, to go out together.
+const QUICK_JOB: Duration = Duration::from_micros(50);
+
+/// Longest the answers of quick jobs are held before they go out anyway.
+const HOLD_AT_MOST: Duration = Duration::from_micros(250);
 
 /// Yields the jobs the host sends to this worker.
 pub struct Receiver<In, Out> {
@@ -50,6 +57,15 @@ pub struct Receiver<In, Out> {
     collecting: Vec<Arc<Collector>>,
     /// Sends the answers that collectors have held too long.
     ticker: Arc<Ticker>,
+    /// When `recv` last handed out a job.
+    handed_out: Option<Instant>,
+    /// Since when answers are held (see [`Receiver::hold_answers`]).
+    holding_since: Option<Instant>,
+    /// The job handed out last was quick, and answers have not been held
+    /// for long: the next ones may be held.
+    may_hold: bool,
+    /// The last `recv` waited for the host.
+    waited: bool,
     _messages: PhantomData<fn() -> (In, Out)>,
 }
 
@@ -74,6 +90,10 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
             batch: None,
             collecting: Vec::new(),
             ticker,
+            handed_out: None,
+            holding_since: None,
+            may_hold: false,
+            waited: false,
             _messages: PhantomData,
         }
     }
@@ -94,8 +114,65 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// asked this worker to shut down. Before returning `None` it waits until
     /// every reply sent so far has been written to the host.
     ///
+    /// Where the host gives this worker several jobs at once and they
+    /// arrive together, answers sent from the loop that calls `recv` go
+    /// out together: held while the jobs come back to `recv` within 50 µs
+    /// (for at most 250 µs), and sent before `recv` waits for the host. So
+    /// an answer may wait for the one job handed out after it, if that one
+    /// turns out slow; a task of its own that answers is never held up.
+    ///
     /// Cancel safe: dropping the future loses no job.
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
+        if self.batch.is_some() {
+            // The batch's answers gather in its collector: nothing to pace.
+            return self.next_job().await;
+        }
+        let now = self.pace();
+        let job = self.next_job().await;
+        // After a wait, the job is handed out later than `now`.
+        self.handed_out = Some(match self.waited {
+            true => Instant::now(),
+            false => now,
+        });
+        job
+    }
+
+    /// Decides, as `recv` is called again, whether answers may be held
+    /// while the jobs already read are handed out: only while jobs come
+    /// back quickly (a job that takes long would keep the answers before it
+    /// from the host), and for a short while. Otherwise what is held goes
+    /// out now.
+    fn pace(&mut self) -> Instant {
+        let now = Instant::now();
+        self.may_hold = self
+            .handed_out
+            .is_some_and(|at| now.duration_since(at) <= QUICK_JOB)
+            && self
+                .holding_since
+                .is_none_or(|since| now.duration_since(since) < HOLD_AT_MOST);
+        if !self.may_hold && self.holding_since.take().is_some() {
+            self.outbox.more_coming(false);
+            self.outbox.release();
+        }
+        now
+    }
+
+    /// Tells the outbox whether more jobs' answers follow the one about to
+    /// be handed out. While [`pace`](Self::pace) allows, the answers this
+    /// loop sends are then held, to go out together with the last one's
+    /// (see `Outbox::more_coming`), and no writer task is woken for them;
+    /// otherwise each answer is written as it is sent.
+    fn hold_answers(&mut self, more: bool) {
+        let hold = more && self.may_hold;
+        if hold == self.holding_since.is_some() {
+            return;
+        }
+        self.holding_since = hold.then(Instant::now);
+        self.outbox.more_coming(hold);
+    }
+
+    async fn next_job(&mut self) -> Option<Job<In, Out>> {
+        self.waited = false;
         loop {
             if let Some(job) = self.next_of_batch() {
                 match job {
@@ -107,18 +184,18 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
                 // About to wait: answers gathered so far go out first.
                 self.flush_batches();
             }
-            self.inbound.drive(|filed| !filed.jobs.is_empty()).await;
-            let frame = {
+            self.waited |= self.inbound.drive(|filed| !filed.jobs.is_empty()).await;
+            let (frame, more) = {
                 let mut filed = self.inbound.filed();
                 let frame = filed.jobs.pop_front();
                 if frame.is_none() {
                     self.error = filed.error.take();
                 }
-                // This job's answer goes out with those of the jobs behind
-                // it, or alone and at once if it is the last.
-                self.outbox.more_coming(!filed.jobs.is_empty());
-                frame
+                (frame, !filed.jobs.is_empty())
             };
+            // This job's answer goes out with those of the jobs behind it,
+            // or alone and at once if it is the last.
+            self.hold_answers(more);
             let Some(frame) = frame else { break };
             if frame.kind == FrameKind::JobBatch {
                 if let Err(error) = self.open_batch(frame.id, frame.payload) {
@@ -197,8 +274,8 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
         self.yielded += 1;
         // Answers of a batch gather in its collector; an answer sent in a
         // frame of its own (shared bodies) waits for the jobs behind it.
-        self.outbox
-            .more_coming(more || !self.inbound.filed().jobs.is_empty());
+        let more = more || !self.inbound.filed().jobs.is_empty();
+        self.hold_answers(more);
         match decode_message_with_bodies::<In>(&message, Vec::new()) {
             Ok(data) => {
                 let max = self.max_frame_length;
@@ -243,6 +320,9 @@ impl<In, Out> Receiver<In, Out> {
 
 impl<In, Out> Drop for Receiver<In, Out> {
     fn drop(&mut self) {
+        // Nothing more is coming from this loop: what it held goes out with
+        // the `Leaving` frame.
+        self.outbox.more_coming(false);
         self.flush_batches();
         let panicking = std::thread::panicking();
         let leaving = Leaving {
