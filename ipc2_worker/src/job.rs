@@ -198,7 +198,11 @@ impl Answer {
         let outbox = self.outbox.as_ref().ok_or(ReplyError::Disconnected)?;
         let frame = encode_frame(kind, self.id, message, self.max_frame_length)
             .map_err(ReplyError::Encode)?;
-        outbox.send(frame).map_err(|_| ReplyError::Disconnected)
+        outbox.send(frame).map_err(|_| ReplyError::Disconnected)?;
+        // An item is never held back with answers: the caller reads items
+        // as they come, and a stream may run for long.
+        outbox.release();
+        Ok(())
     }
 
     /// Answers the job with `message` in a frame of `kind`. If it cannot be

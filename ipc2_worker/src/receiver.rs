@@ -119,12 +119,15 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// out together: held while the jobs come back to `recv` within 50 µs
     /// (for at most 250 µs), and sent before `recv` waits for the host. So
     /// an answer may wait for the one job handed out after it, if that one
-    /// turns out slow; a task of its own that answers is never held up.
+    /// turns out slow, and at the latest until `recv` is called again or
+    /// the receiver is dropped. Answers sent from other tasks, and stream
+    /// items, are never held.
     ///
     /// Cancel safe: dropping the future loses no job.
     pub async fn recv(&mut self) -> Option<Job<In, Out>> {
-        if self.batch.is_some() {
-            // The batch's answers gather in its collector: nothing to pace.
+        if self.batch.is_some() || self.max_in_flight <= 1 {
+            // One job at a time has no answers to hold with others' (and
+            // skips the clock); a batch's gather in its collector.
             return self.next_job().await;
         }
         let now = self.pace();
