@@ -227,15 +227,19 @@ struct Shared {
 /// are, so a task that answers while the loop computes is not held up.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Holder {
-    /// The address of a thread-local: unique among live threads, and
-    /// cheaper to get than a `ThreadId`.
-    thread: usize,
+    /// The thread's number (see `THREAD_NUMBER`), 0 for nobody.
+    thread: u64,
     /// The task's id as a number, 0 outside a task.
     task: u64,
 }
 
+/// The number the next thread that queues a frame gets.
+static NEXT_THREAD_NUMBER: AtomicU64 = AtomicU64::new(1);
+
 thread_local! {
-    static THREAD_MARK: u8 = const { 0 };
+    /// This thread's number: never reused, and cheaper to read than a
+    /// `ThreadId` (which clones the thread's handle).
+    static THREAD_NUMBER: u64 = NEXT_THREAD_NUMBER.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Holder {
@@ -243,7 +247,7 @@ impl Holder {
 
     fn current() -> Self {
         Self {
-            thread: THREAD_MARK.with(|mark| std::ptr::from_ref(mark) as usize),
+            thread: THREAD_NUMBER.with(|number| *number),
             task: tokio::task::try_id().map_or(0, |id| {
                 // `Id` offers no number, but hashes as one.
                 let mut number = TaskNumber(0);
@@ -278,7 +282,7 @@ impl std::hash::Hasher for TaskNumber {
 /// matches, whatever it reads.
 #[derive(Default)]
 struct AtomicHolder {
-    thread: AtomicUsize,
+    thread: AtomicU64,
     task: AtomicU64,
 }
 
@@ -424,7 +428,7 @@ impl Outbox {
         shared.unwritten.fetch_add(1, Ordering::AcqRel);
         let was_empty = queue.frames.is_empty();
         let small = frame.len() <= DIRECT_MAX;
-        let held_fd = fd.is_some();
+        let has_fd = fd.is_some();
         if let Some(fd) = fd {
             let index = queue.frames.len();
             queue.fds.push((index, fd));
@@ -432,7 +436,7 @@ impl Outbox {
         queue.frames.push(frame);
         let writes_directly = shared.direct.load(Ordering::Relaxed);
         let coming = shared.more_coming.load(Ordering::Relaxed);
-        if writes_directly && coming && small && !held_fd && self.held_here() {
+        if writes_directly && coming && small && !has_fd && self.held_here() {
             // Goes out with the frames that follow it (see `more_coming`).
             shared.held.store(true, Ordering::Relaxed);
             return Ok(());

@@ -200,6 +200,13 @@ struct Slot {
     peer: Option<RemotePeer>,
 }
 
+impl Slot {
+    /// A worker is connected here and jobs are routed to it.
+    fn takes_jobs(&self) -> bool {
+        self.live.as_ref().is_some_and(|worker| worker.accepting)
+    }
+}
+
 struct State {
     phase: Phase,
     queue: VecDeque<Job>,
@@ -809,7 +816,7 @@ impl Dispatch {
             .slots
             .iter()
             .filter(|slot| slot.peer.is_none())
-            .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
+            .filter(|slot| slot.takes_jobs())
             .filter_map(|slot| slot.pid)
             .collect()
     }
@@ -819,10 +826,7 @@ impl Dispatch {
     pub(crate) fn serving(&self, slots: Range<usize>) -> usize {
         let state = self.lock();
         state.slots.get(slots).map_or(0, |slots| {
-            slots
-                .iter()
-                .filter(|slot| slot.live.as_ref().is_some_and(|worker| worker.accepting))
-                .count()
+            slots.iter().filter(|slot| slot.takes_jobs()).count()
         })
     }
 
