@@ -28,7 +28,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::responder::{Outcome, Responder};
+use crate::responder::{FrameAnswers, Responder};
 use crate::stats::{WorkerState, WorkerStats};
 
 /// What a job expects from its worker.
@@ -428,7 +428,7 @@ impl Dispatch {
         &self,
         slot: usize,
         batch: u64,
-        answers: Vec<(u32, Outcome)>,
+        answers: FrameAnswers,
     ) -> Completed {
         self.answering(slot, |entry, worker| {
             let Some(held) = worker

@@ -35,8 +35,9 @@ use tokio::sync::mpsc;
 use crate::blocking::{block_on, may_block};
 use crate::dispatch::Job;
 use crate::error::Error;
+use crate::responder::decoded;
 use crate::responder::{Indexed, Outcome, Responder};
-use crate::workerset::{Encoded, WorkerSet, decoded};
+use crate::workerset::{Encoded, WorkerSet};
 
 impl<S, W, H> WorkerSet<S, W, H>
 where

@@ -22,8 +22,9 @@ use tokio::sync::oneshot;
 use crate::blocking::block_on;
 use crate::error::Error;
 use crate::responder::Outcome;
+use crate::responder::decoded;
 use crate::shared::Shared;
-use crate::workerset::{WorkerSet, decoded};
+use crate::workerset::WorkerSet;
 
 /// The reply to a job [`submit`](WorkerSet::submit)ted to a pool, to be
 /// collected later.

@@ -52,7 +52,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::{Done, InFlight, JobKind};
 use crate::error::{Error, ExitInfo};
-use crate::responder::{Outcome, Reply};
+use crate::responder::{FrameAnswers, Outcome, Reply};
 use crate::shared::Shared;
 use crate::spawner::WorkerProcess;
 use crate::stats::WorkerState;
@@ -636,9 +636,8 @@ fn answer(
             // A job of a batch answered in a frame of its own.
             Done::Member { batch, index } => {
                 let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
-                let next = shared
-                    .dispatch
-                    .complete_batch(slot, batch, vec![(index, outcome)]);
+                let answers = FrameAnswers::one(slot, pid, index, outcome);
+                let next = shared.dispatch.complete_batch(slot, batch, answers);
                 unknown |= next.unknown;
                 completed = Some(next);
                 continue;
@@ -657,19 +656,10 @@ fn answer(
     }
     frames.clear();
     for (batch, answers) in batches {
-        // Outcomes made before any lock is taken.
-        let answers = answers
-            .map(|answer| {
-                let frame = Frame {
-                    kind: answer.kind,
-                    id: batch,
-                    payload: answer.payload,
-                    bodies: Vec::new(),
-                };
-                let outcome = outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation);
-                (answer.index, outcome)
-            })
-            .collect();
+        // Read before any lock is taken; replies are decoded by the caller.
+        let answers = FrameAnswers::read(slot, pid, batch, &answers, |frame| {
+            outcome_of(slot, pid, frame, JobKind::Reply, None, &mut violation)
+        });
         let next = shared.dispatch.complete_batch(slot, batch, answers);
         unknown |= next.unknown;
         completed = Some(next);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc2_common::codec::{Prepared, decode_message_with_bodies, prepare};
+use ipc2_common::codec::{Prepared, prepare};
 use ipc2_common::shm::Lent;
 use ipc2_common::{FrameKind, Server};
 use serde::Serialize;
@@ -29,7 +29,7 @@ use crate::dispatch::{Job, JobKind};
 use crate::error::Error;
 use crate::grouping::Grouper;
 use crate::io_thread::IoRuntime;
-use crate::responder::{Batch, Outcome, Responder};
+use crate::responder::{Arrival, Batch, Outcome, Responder, decoded};
 use crate::shared::Shared;
 use crate::socket_dir::SocketDir;
 use crate::stats::{ShutdownReport, Stats};
@@ -275,12 +275,17 @@ where
         let mut results: Vec<Option<Result<W, Error>>> = std::iter::repeat_with(|| None)
             .take(messages.len())
             .collect();
-        let mut settle = |arrived: &mut Vec<(usize, Outcome)>| {
-            for (index, outcome) in arrived.drain(..) {
-                let outcome = decoded(outcome);
+        let mut settle = |arrived: &mut Vec<Arrival>| {
+            let mut put = |index: usize, outcome: Result<W, Error>| {
                 shared.counters.record(&outcome);
                 if let Some(slot) = results.get_mut(index) {
                     *slot = Some(outcome);
+                }
+            };
+            for arrival in arrived.drain(..) {
+                match arrival {
+                    Arrival::One(index, outcome) => put(index, decoded(outcome)),
+                    Arrival::Frame(answers) => answers.decode_each(&mut put),
                 }
             }
         };
@@ -490,16 +495,6 @@ impl Drop for AbandonOnDrop<'_> {
 /// a teardown, so a dropped one means the set was closed.
 async fn wait(pending: oneshot::Receiver<Outcome>) -> Outcome {
     pending.await.unwrap_or(Err(Error::Closed))
-}
-
-/// Decodes a reply into the host's reply type.
-pub(crate) fn decoded<W: DeserializeOwned>(outcome: Outcome) -> Result<W, Error> {
-    let reply = outcome?;
-    decode_message_with_bodies(&reply.payload, reply.bodies).map_err(|source| Error::Decode {
-        worker: reply.worker,
-        pid: reply.pid,
-        source,
-    })
 }
 
 /// Owns the pool; tears it down when the last handle goes.

@@ -17,6 +17,8 @@
 //! their table of handles). Both layouts are checked whole before any of
 //! their parts is used.
 
+use std::ops::Range;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
@@ -260,38 +262,97 @@ impl ReplyBatchWriter {
     }
 }
 
-/// One answer of a [`FrameKind::ReplyBatch`].
-#[derive(Clone, Debug)]
+/// One answer of a [`FrameKind::ReplyBatch`]: where its payload lies in
+/// the frame's ([`BatchAnswers::payload`]), so that reading a frame of many
+/// answers neither copies nor counts a reference per answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchAnswer {
     /// The job's place in its batch.
     pub index: u32,
     /// What the answer is: `Reply`, `NoReply`, `JobFailed`, `Failed` or
     /// `Panicked`.
     pub kind: FrameKind,
-    /// Its payload, as in a frame of that kind.
-    pub payload: Bytes,
+    /// Its payload (as in a frame of that kind): this range of the frame's.
+    pub payload: Range<usize>,
 }
 
-/// The answers of a [`FrameKind::ReplyBatch`] payload, in order.
+/// The answers of a [`FrameKind::ReplyBatch`] payload, checked whole.
 #[derive(Debug)]
 pub struct BatchAnswers {
     payload: Bytes,
     panicked: bool,
-    /// Answers not yet taken.
-    left: usize,
+    count: usize,
 }
 
 impl BatchAnswers {
     /// Checks the layout of `payload` whole: every answer of a kind that
     /// answers a job, within the payload, nothing left over.
     pub fn new(payload: Bytes) -> Result<Self, CodecError> {
-        let malformed = || CodecError::Malformed("malformed batch of answers");
-        let mut rest = &payload[..];
         let mut panicked = false;
-        let mut left = 0;
-        while !rest.is_empty() {
-            left += 1;
+        let mut count = 0;
+        for answer in Answers::new(&payload) {
+            let answer = answer?;
+            panicked |= answer.kind == FrameKind::Panicked;
+            count += 1;
+        }
+        Ok(Self {
+            payload,
+            panicked,
+            count,
+        })
+    }
+
+    /// Whether any answer reports a panic.
+    pub fn any_panicked(&self) -> bool {
+        self.panicked
+    }
+
+    /// How many answers the frame holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the frame holds no answer.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The frame's payload, which the answers' ranges index.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The answers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = BatchAnswer> + '_ {
+        // The layout was checked whole in `new`: every answer reads.
+        Answers::new(&self.payload).map_while(Result::ok)
+    }
+}
+
+/// Reads the answers of a `ReplyBatch` payload one by one, checking each.
+struct Answers<'a> {
+    payload: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Answers<'a> {
+    fn new(payload: &'a [u8]) -> Self {
+        Self { payload, at: 0 }
+    }
+}
+
+impl Iterator for Answers<'_> {
+    type Item = Result<BatchAnswer, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self
+            .payload
+            .get(self.at..)
+            .filter(|rest| !rest.is_empty())?;
+        let malformed = || CodecError::Malformed("malformed batch of answers");
+        let read = (|| {
             let header = rest.first_chunk::<ANSWER_LEN>().ok_or_else(malformed)?;
+            let index = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             let kind_byte = header[4];
             let len = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
             let kind = FrameKind::from_byte(kind_byte)
@@ -306,47 +367,25 @@ impl BatchAnswers {
                     )
                 })
                 .ok_or(CodecError::UnexpectedKind(kind_byte))?;
-            panicked |= kind == FrameKind::Panicked;
-            rest = rest[ANSWER_LEN..].get(len..).ok_or_else(malformed)?;
+            let start = self.at + ANSWER_LEN;
+            let end = start
+                .checked_add(len)
+                .filter(|&end| end <= self.payload.len());
+            let end = end.ok_or_else(malformed)?;
+            Ok(BatchAnswer {
+                index,
+                kind,
+                payload: start..end,
+            })
+        })();
+        match &read {
+            Ok(answer) => self.at = answer.payload.end,
+            // Nothing more is read after a malformed answer.
+            Err(_) => self.at = self.payload.len(),
         }
-        Ok(Self {
-            payload,
-            panicked,
-            left,
-        })
-    }
-
-    /// Whether any answer reports a panic.
-    pub fn any_panicked(&self) -> bool {
-        self.panicked
+        Some(read)
     }
 }
-
-impl Iterator for BatchAnswers {
-    type Item = BatchAnswer;
-
-    fn next(&mut self) -> Option<BatchAnswer> {
-        if self.payload.is_empty() {
-            return None;
-        }
-        // The layout was checked whole in `new`.
-        self.left -= 1;
-        let index = self.payload.get_u32();
-        let kind = FrameKind::from_byte(self.payload.get_u8())?;
-        let len = self.payload.get_u32() as usize;
-        Some(BatchAnswer {
-            index,
-            kind,
-            payload: self.payload.split_to(len),
-        })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl ExactSizeIterator for BatchAnswers {}
 
 #[cfg(test)]
 mod tests {
@@ -412,18 +451,20 @@ mod tests {
         writer.push_raw(0, FrameKind::Failed, b"no");
         let frame = one_frame(&writer.take());
         assert_eq!((frame.kind, frame.id), (FrameKind::ReplyBatch, 9));
-        let answers: Vec<_> = BatchAnswers::new(frame.payload).unwrap().collect();
-        assert_eq!(answers.len(), 2);
+        let batch = BatchAnswers::new(frame.payload).unwrap();
+        let answers: Vec<_> = batch.iter().collect();
+        assert_eq!((batch.len(), answers.len()), (2, 2));
         assert_eq!((answers[0].index, answers[0].kind), (2, FrameKind::Reply));
-        assert_eq!(decode_message::<u64>(&answers[0].payload).unwrap(), 5);
-        assert_eq!(&answers[1].payload[..], b"no");
+        let payload = |n: usize| &batch.payload()[answers[n].payload.clone()];
+        assert_eq!(decode_message::<u64>(payload(0)).unwrap(), 5);
+        assert_eq!(payload(1), b"no");
         assert_eq!(writer.answers(), 0);
         writer.push_raw(1, FrameKind::NoReply, &[]);
         let frame = one_frame(&writer.take());
         assert_eq!(frame.id, 9);
         let answers = BatchAnswers::new(frame.payload).unwrap();
         assert!(!answers.any_panicked());
-        assert_eq!(answers.map(|a| a.index).collect::<Vec<_>>(), [1]);
+        assert_eq!(answers.iter().map(|a| a.index).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
