@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ipc2_common::codec::batch::JobMembers;
-use ipc2_common::codec::{decode_message_with_bodies, encode_frame};
+use ipc2_common::codec::{decode_message, decode_message_with_bodies, encode_frame};
 use ipc2_common::{CodecError, FrameKind, Leaving, Outbox};
 use serde::de::DeserializeOwned;
 
@@ -262,10 +262,12 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
     /// so).
     fn next_of_batch(&mut self) -> Option<Option<Job<In, Out>>> {
         let batch = self.batch.as_mut()?;
-        let Some(message) = batch.members.next() else {
+        // Decoded from the frame's payload in place.
+        let Some(message) = batch.members.next_message() else {
             self.batch = None;
             return Some(None);
         };
+        let decoded = decode_message::<In>(message);
         let index = batch.next;
         batch.next += 1;
         let id = batch.first_id.wrapping_add(u64::from(index));
@@ -279,7 +281,7 @@ impl<In: DeserializeOwned, Out> Receiver<In, Out> {
         // frame of its own (shared bodies) waits for the jobs behind it.
         let more = more || !self.inbound.filed().jobs.is_empty();
         self.hold_answers(more);
-        match decode_message_with_bodies::<In>(&message, Vec::new()) {
+        match decoded {
             Ok(data) => {
                 let max = self.max_frame_length;
                 let tx = ReplySender::in_batch(id, self.outbox.clone(), max, collector, index);

@@ -19,7 +19,7 @@
 
 use std::ops::Range;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
 use super::{ENVELOPE_LEN, HEADER_LEN, LENGTH_LEN, Prepared, finish_frame, put_header, put_length};
@@ -112,23 +112,27 @@ impl JobBatchWriter {
     }
 }
 
-/// The messages of a [`FrameKind::JobBatch`] payload, in order.
+/// The messages of a [`FrameKind::JobBatch`] payload, in order: as slices
+/// of the payload ([`next_message`](Self::next_message)), or as `Bytes` of
+/// their own (the iterator).
 #[derive(Debug)]
 pub struct JobMembers {
     payload: Bytes,
+    /// Where the next message's length is.
+    at: usize,
     left: u32,
 }
 
 impl JobMembers {
     /// Checks the layout of `payload` whole: a count, then exactly that
     /// many length-prefixed messages and nothing after them.
-    pub fn new(mut payload: Bytes) -> Result<Self, CodecError> {
+    pub fn new(payload: Bytes) -> Result<Self, CodecError> {
         let malformed = || CodecError::Malformed("malformed batch of jobs");
-        if payload.len() < COUNT_LEN {
-            return Err(malformed());
-        }
-        let count = payload.get_u32();
-        let mut rest = &payload[..];
+        let count = payload
+            .first_chunk::<COUNT_LEN>()
+            .map(|count| u32::from_be_bytes(*count))
+            .ok_or_else(malformed)?;
+        let mut rest = &payload[COUNT_LEN..];
         for _ in 0..count {
             let len = rest
                 .first_chunk::<MEMBER_LEN>()
@@ -144,6 +148,7 @@ impl JobMembers {
         }
         Ok(Self {
             payload,
+            at: COUNT_LEN,
             left: count,
         })
     }
@@ -152,19 +157,34 @@ impl JobMembers {
     pub fn left(&self) -> u32 {
         self.left
     }
+
+    /// The next message, as a slice of the payload (no reference counted
+    /// per message).
+    pub fn next_message(&mut self) -> Option<&[u8]> {
+        let range = self.next_range()?;
+        self.payload.get(range)
+    }
+
+    fn next_range(&mut self) -> Option<Range<usize>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // The layout was checked whole in `new`.
+        let len = self.payload.get(self.at..)?.first_chunk::<MEMBER_LEN>()?;
+        let start = self.at + MEMBER_LEN;
+        let end = start + u32::from_be_bytes(*len) as usize;
+        self.at = end;
+        Some(start..end)
+    }
 }
 
 impl Iterator for JobMembers {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        // The layout was checked whole in `new`.
-        let len = self.payload.get_u32() as usize;
-        Some(self.payload.split_to(len))
+        let range = self.next_range()?;
+        Some(self.payload.slice(range))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -408,10 +428,17 @@ mod tests {
         }
         let frame = one_frame(&writer.finish().unwrap());
         assert_eq!((frame.kind, frame.id), (FrameKind::JobBatch, 40));
-        let members = JobMembers::new(frame.payload).unwrap();
+        let members = JobMembers::new(frame.payload.clone()).unwrap();
         assert_eq!(members.left(), 3);
         let decoded: Vec<(u32, String)> = members.map(|m| decode_message(&m).unwrap()).collect();
         assert_eq!(decoded[2], (2, "x".to_owned()));
+        // The same, as slices of the payload.
+        let mut members = JobMembers::new(frame.payload).unwrap();
+        let mut sliced = Vec::new();
+        while let Some(message) = members.next_message() {
+            sliced.push(decode_message::<(u32, String)>(message).unwrap());
+        }
+        assert_eq!((sliced, members.left()), (decoded, 0));
     }
 
     #[test]
