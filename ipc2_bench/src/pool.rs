@@ -499,12 +499,8 @@ async fn start_service(
 /// and p99 in µs. A fresh pool per repetition (placement on CPUs varies
 /// from pool to pool, and the median should cover that).
 async fn send_latency(budget: &Budget, exe: &Path) -> Result<(f64, f64)> {
-    let mut reps = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start_pool(exe, 1).await?;
-        reps.push(round_trips(budget, &pool).await?);
-        close(pool).await?;
-    }
+    let start = async || start_pool(exe, 1).await;
+    let reps = each_pool(budget, start, async |pool| round_trips(budget, pool).await).await?;
     Ok(median_latency(&reps))
 }
 
@@ -563,14 +559,12 @@ async fn jobs_per_second(
     workers: usize,
     in_flight: usize,
 ) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start_pool_with(exe, workers, in_flight).await?;
-        add_loop(&pool, in_flight * workers, budget.warmup).await?;
-        rates.push(add_loop(&pool, in_flight * workers, budget.window).await?);
-        close(pool).await?;
-    }
-    Ok(median(rates))
+    let start = async || start_pool_with(exe, workers, in_flight).await;
+    let callers = in_flight * workers;
+    median_rate(budget, start, async |pool, window| {
+        add_loop(pool, callers, window).await
+    })
+    .await
 }
 
 /// Add calls/s of `BenchService` at 2 workers × 64 in flight, and raw
@@ -601,27 +595,21 @@ async fn service_rate(budget: &Budget, exe: &Path, handler: Handler) -> Result<(
 /// Add jobs/s at 2 workers × 64 in flight with the pool's own tasks on a
 /// dedicated thread (`dedicated_io_thread(true)`): median over repetitions.
 async fn dedicated_io_rate(budget: &Budget, exe: &Path) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = hot_pool(exe, 64, true).await?;
-        add_loop(&pool, 128, budget.warmup).await?;
-        rates.push(add_loop(&pool, 128, budget.window).await?);
-        close(pool).await?;
-    }
-    Ok(median(rates))
+    let start = async || hot_pool(exe, 64, true).await;
+    median_rate(budget, start, async |pool, window| {
+        add_loop(pool, 128, window).await
+    })
+    .await
 }
 
 /// Add jobs/s through `send_batch` ([`BATCH_SIZE`] jobs a call) on
 /// [`BATCH_WORKERS`] workers: median over repetitions.
 async fn batch_rate(budget: &Budget, exe: &Path, in_flight: usize) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start_pool_with(exe, BATCH_WORKERS, in_flight).await?;
-        batch_loop(&pool, budget.warmup).await?;
-        rates.push(batch_loop(&pool, budget.window).await?);
-        close(pool).await?;
-    }
-    Ok(median(rates))
+    let start = async || start_pool_with(exe, BATCH_WORKERS, in_flight).await;
+    median_rate(budget, start, async |pool, window| {
+        batch_loop(pool, window).await
+    })
+    .await
 }
 
 /// A pool whose `send_batch` the batch figures drive.
@@ -828,6 +816,38 @@ async fn host_rss(budget: &Budget, exe: &Path) -> Result<Vec<(&'static str, f64)
         ("idle_mib", idle),
         ("load_mib", peak),
     ])
+}
+
+/// Runs `measure` on `budget.reps` fresh pools that `start` makes, one
+/// after the other, closing each after it (placement on CPUs varies from
+/// pool to pool, and the median of a figure should cover that); returns
+/// what each repetition measured.
+pub(crate) async fn each_pool<W, H, T>(
+    budget: &Budget,
+    start: impl AsyncFn() -> Result<WorkerSet<UnixListener, W, H>>,
+    measure: impl AsyncFn(&WorkerSet<UnixListener, W, H>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut reps = Vec::with_capacity(budget.reps);
+    for _ in 0..budget.reps {
+        let pool = start().await?;
+        reps.push(measure(&pool).await?);
+        close(pool).await?;
+    }
+    Ok(reps)
+}
+
+/// The median rate over fresh pools ([`each_pool`]): on each, `run` for
+/// the budget's warm-up, then for its window, whose rate counts.
+pub(crate) async fn median_rate<W, H>(
+    budget: &Budget,
+    start: impl AsyncFn() -> Result<WorkerSet<UnixListener, W, H>>,
+    run: impl AsyncFn(&WorkerSet<UnixListener, W, H>, Duration) -> Result<f64>,
+) -> Result<f64> {
+    let rates = each_pool(budget, start, async |pool| {
+        run(pool, budget.warmup).await?;
+        run(pool, budget.window).await
+    });
+    Ok(median(rates.await?))
 }
 
 /// Drops `pool` and waits (at most 5 s) until its workers are gone, so

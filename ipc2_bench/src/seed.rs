@@ -11,15 +11,17 @@
 //! target is judged where users are.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ipc2_host::WorkerSet;
 use test_common::HostMessage;
 use tokio::net::UnixListener;
 
-use crate::pool::{Adder, BatchAdder, add_loop, batch_loop, latency_pair, report, round_trips};
+use crate::pool::{
+    Adder, BatchAdder, add_loop, batch_loop, each_pool, latency_pair, median_rate, report,
+    round_trips,
+};
 use crate::proc::Result;
-use crate::stats::{Budget, median, median_latency};
+use crate::stats::{Budget, median_latency};
 
 /// A pool of the seed's worker: replies `u32`, jobs `HostMessage`.
 pub(crate) type SeedPool = WorkerSet<UnixListener, u32, HostMessage>;
@@ -110,35 +112,25 @@ pub fn jobs_key(workers: usize, in_flight: usize) -> String {
 }
 
 async fn latency(budget: &Budget) -> Result<(f64, f64)> {
-    let mut reps = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start(1, 1).await?;
-        reps.push(round_trips(budget, &pool).await?);
-        pool.shutdown(Duration::from_secs(5)).await;
-    }
+    let start = async || start(1, 1).await;
+    let reps = each_pool(budget, start, async |pool| round_trips(budget, pool).await).await?;
     Ok(median_latency(&reps))
 }
 
 async fn rate(budget: &Budget, workers: usize, in_flight: usize, callers: usize) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start(workers, in_flight).await?;
-        add_loop(&pool, callers, budget.warmup).await?;
-        rates.push(add_loop(&pool, callers, budget.window).await?);
-        pool.shutdown(Duration::from_secs(5)).await;
-    }
-    Ok(median(rates))
+    let start = async || start(workers, in_flight).await;
+    median_rate(budget, start, async |pool, window| {
+        add_loop(pool, callers, window).await
+    })
+    .await
 }
 
 async fn batch_rate(budget: &Budget, in_flight: usize) -> Result<f64> {
-    let mut rates = Vec::new();
-    for _ in 0..budget.reps {
-        let pool = start(2, in_flight).await?;
-        batch_loop(&pool, budget.warmup).await?;
-        rates.push(batch_loop(&pool, budget.window).await?);
-        pool.shutdown(Duration::from_secs(5)).await;
-    }
-    Ok(median(rates))
+    let start = async || start(2, in_flight).await;
+    median_rate(budget, start, async |pool, window| {
+        batch_loop(pool, window).await
+    })
+    .await
 }
 
 /// A pool for `pool-hot seed-*`: 2 seed workers with `in_flight` each.
