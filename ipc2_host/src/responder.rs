@@ -325,9 +325,9 @@ const BURST: usize = 256;
 
 /// What has arrived for a batch and not yet been taken by its caller.
 #[derive(Default)]
-pub(crate) struct Arrived {
+struct Arrived {
     /// Outcomes, one job's or one frame's at a time.
-    pub(crate) arrivals: Vec<Arrival>,
+    arrivals: Vec<Arrival>,
     /// Jobs they answer.
     jobs: usize,
 }
