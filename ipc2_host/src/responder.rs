@@ -80,16 +80,16 @@ pub(crate) struct FrameAnswers {
     /// In the frame's order: per job, its index in its `JobBatch` frame
     /// (its place in the batch once delivered) and its answer.
     answers: Vec<(usize, Answer)>,
-    /// The outcomes that [`Answer::Settled`] names.
-    settled: Vec<Option<Outcome>>,
 }
 
 /// One job's answer in [`FrameAnswers`].
 enum Answer {
     /// A reply: this range of the frame's payload.
     Reply(Range<usize>),
-    /// An outcome in the frame's `settled`, by index.
-    Settled(usize),
+    /// An outcome settled where it was read: a failure, or an answer that
+    /// came in a frame of its own (both rare: boxed, so that a reply's
+    /// entry stays small).
+    Settled(Box<Outcome>),
 }
 
 impl FrameAnswers {
@@ -136,7 +136,6 @@ impl FrameAnswers {
             pid,
             payload,
             answers: Vec::with_capacity(answers),
-            settled: Vec::new(),
         }
     }
 
@@ -145,9 +144,7 @@ impl FrameAnswers {
     }
 
     fn settled(&mut self, index: u32, outcome: Outcome) {
-        let answer = Answer::Settled(self.settled.len());
-        self.settled.push(Some(outcome));
-        self.push(index, answer);
+        self.push(index, Answer::Settled(Box::new(outcome)));
     }
 
     /// Jobs answered.
@@ -158,7 +155,7 @@ impl FrameAnswers {
     /// Decodes each answer as `W` and hands it to `each`, with its job's
     /// place in the batch.
     pub(crate) fn decode_each<W: DeserializeOwned>(
-        mut self,
+        self,
         mut each: impl FnMut(usize, Result<W, Error>),
     ) {
         for (place, answer) in self.answers {
@@ -168,12 +165,7 @@ impl FrameAnswers {
                     let payload = self.payload.get(range).unwrap_or_default();
                     decode_message(payload).map_err(undecodable(self.worker, self.pid))
                 }
-                Answer::Settled(index) => {
-                    match self.settled.get_mut(index).and_then(Option::take) {
-                        Some(outcome) => decoded(outcome),
-                        None => Err(Error::Closed),
-                    }
-                }
+                Answer::Settled(outcome) => decoded(*outcome),
             };
             each(place, outcome);
         }
